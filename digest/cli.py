@@ -1,0 +1,725 @@
+"""The `digest` command line: parse, call one pipeline function, print.
+
+People read stderr (Rich); `--json` writes machine output to stdout and nothing else does.
+Exit codes: 0 ok, 1 a handled error (one red line), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from digest.config import Settings, load_settings
+from digest.errors import DigestError
+from digest.store import Store
+from subscribers.service import SubscriberError
+
+app = typer.Typer(
+    help="Many sources in, one clean topic digest out, to every inbox, exactly once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+subscribers_app = typer.Typer(help="Manage subscribers and lists.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+
+console = Console(stderr=True)
+log = logging.getLogger("digest")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Write JSON to stdout.")]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def handled(command: F) -> F:
+    """Turn the errors a user can act on into one red line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (DigestError, SubscriberError) as error:
+            console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Path of digest.toml (default: $DIGEST_CONFIG or ./digest.toml)."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+    ctx.obj = config
+
+
+def settings_from(ctx: typer.Context) -> Settings:
+    return load_settings(ctx.obj, os.environ)
+
+
+def open_store(settings: Settings) -> Store:
+    return Store.open(settings.database_url)
+
+
+# --- scaffolding ---------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write digest.toml and templates/.")
+    ] = Path("."),
+) -> None:
+    """Scaffold a commented digest.toml and editable templates in FOLDER."""
+    from digest.scaffold import write_starter
+
+    config = write_starter(folder)
+    console.print(f"Wrote [bold]{config}[/bold] and {config.parent / 'templates'}/")
+    console.print("Edit the sources and topics, set DIGEST_SECRET_KEY, then run `digest run`.")
+
+
+@app.command()
+@handled
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Folder for the demo.")] = Path("digest-demo"),
+    json_output: JsonFlag = False,
+) -> None:
+    """Run the whole pipeline on bundled sample sources: fetch, group, render, send to files."""
+    from digest.demo import run_demo
+
+    result = run_demo(folder, clock=utc_now, progress=None if json_output else console)
+    if json_output:
+        emit_json(result.to_json())
+        return
+    table = Table(title="digest demo", show_header=False, title_justify="left")
+    table.add_row("sources", f"{result.sources} ({result.failed_sources} failed)")
+    table.add_row("articles", f"{result.articles} found, {result.duplicates} duplicates dropped")
+    table.add_row("topics", ", ".join(result.topics))
+    table.add_row("recipients", f"{result.sent} sent, {result.skipped} with nothing to read")
+    console.print(table)
+    console.print(f"Preview: [bold]{result.preview}[/bold]")
+    console.print(f"Sent messages (.eml): [bold]{result.outbox}[/bold]")
+
+
+# --- ingest --------------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def fetch(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option("--source", help="Fetch only this source.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Fetch every source now and store new articles."""
+    from digest.pipeline import fetch_sources
+
+    settings = settings_from(ctx)
+    store = open_store(settings)
+    total = 1 if source else len(settings.sources)
+    with _progress(disable=json_output) as progress:
+        task = progress.add_task("fetching", total=total)
+        report = asyncio.run(
+            fetch_sources(
+                settings,
+                store,
+                clock=utc_now,
+                only=source,
+                on_progress=lambda _name: progress.advance(task),
+            )
+        )
+    if json_output:
+        emit_json(
+            {
+                "found": report.found,
+                "duplicates": report.duplicates,
+                "stored": report.stored,
+                "sources": [
+                    {
+                        "name": s.name,
+                        "found": s.found,
+                        "error": s.error,
+                        "defect": s.defect,
+                        "not_modified": s.not_modified,
+                    }
+                    for s in report.sources
+                ],
+            }
+        )
+        return
+    table = Table("source", "articles", "status")
+    for outcome in report.sources:
+        status = (
+            f"[red]{escape(outcome.error)}[/red]"
+            if outcome.error
+            else "not modified"
+            if outcome.not_modified
+            else f"[yellow]{escape(outcome.defect)}[/yellow]"
+            if outcome.defect
+            else "ok"
+        )
+        table.add_row(outcome.name, str(outcome.found), status)
+    console.print(table)
+    console.print(
+        f"{report.found} articles, {report.duplicates} duplicates, {report.stored} new stored"
+    )
+
+
+@app.command()
+@handled
+def sources(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Each source's health: last success, consecutive failures, last error."""
+    settings = settings_from(ctx)
+    health = {h.name: h for h in open_store(settings).source_health()}
+    rows = []
+    for source in settings.sources:
+        known = health.get(source.name)
+        rows.append(
+            {
+                "name": source.name,
+                "url": source.url,
+                "last_success": known.last_success.isoformat()
+                if known and known.last_success
+                else None,
+                "last_attempt": known.last_attempt.isoformat()
+                if known and known.last_attempt
+                else None,
+                "failures": known.failures if known else 0,
+                "last_error": known.last_error if known else "",
+                "defect": known.defect if known else "",
+                "articles": known.articles_seen if known else 0,
+            }
+        )
+    if json_output:
+        emit_json({"sources": rows})
+        return
+    table = Table("source", "last success", "failures", "articles", "last error")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["last_success"] or "never",
+            str(row["failures"]),
+            str(row["articles"]),
+            escape(row["last_error"] or row["defect"] or ""),
+        )
+    console.print(table)
+
+
+@app.command()
+@handled
+def extract(
+    location: Annotated[str, typer.Argument(help="A file path or an http(s) URL.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Extract one document: a page or text file gives an article, a feed gives its items."""
+    from digest.ingest.extract import article_to_json, extract_document, feed_to_json
+    from digest.ingest.fetch import FetchLimits, fetch_location, make_client
+    from digest.models import Article
+
+    is_url = location.startswith(("http://", "https://"))
+    target = location if is_url else str(Path(location).resolve())
+
+    async def download() -> Any:
+        limits = FetchLimits()
+        async with make_client(limits) as client:
+            return await fetch_location(client, target, limits=limits)
+
+    fetched = asyncio.run(download())
+    document = extract_document(
+        fetched.data,
+        location=fetched.final_url or target,
+        source=_source_name(location),
+        content_type=fetched.content_type,
+    )
+    data = article_to_json(document) if isinstance(document, Article) else feed_to_json(*document)
+    if json_output:
+        emit_json(data)
+    elif isinstance(document, Article):
+        console.print(f"[bold]{escape(document.title)}[/bold]")
+        console.print(f"{document.published or 'no date'} · {escape(document.url)}")
+        console.print(escape(document.text))
+    else:
+        info, items = document
+        console.print(f"[bold]{escape(info.title)}[/bold] ({info.format}, {len(items)} items)")
+        for item in items:
+            console.print(f"- {escape(item.title)}  {escape(item.url)}")
+
+
+def _source_name(location: str) -> str:
+    from urllib.parse import urlsplit
+
+    return (
+        urlsplit(location).hostname or Path(location).name
+        if "://" in location
+        else Path(location).name
+    )
+
+
+@app.command()
+@handled
+def group(
+    ctx: typer.Context,
+    input_file: Annotated[
+        Path, typer.Argument(help="JSON Lines: {id, title, text, ...} per line.")
+    ],
+    k: Annotated[
+        int | None, typer.Option("--k", min=1, help="Force this many automatic sections.")
+    ] = None,
+    digest_name: Annotated[
+        str | None, typer.Option("--digest", help="Use this digest's topics from digest.toml.")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Group arbitrary articles into topics."""
+    from digest.topics import articles_from_jsonl, group_by_topic, group_to_json
+
+    try:
+        text = input_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DigestError(f"{input_file}: cannot read: {error}") from error
+    try:
+        articles = articles_from_jsonl(text)
+    except DigestError as error:
+        raise DigestError(f"{input_file}: {error}") from error
+    topics = settings_from(ctx).digest(digest_name).topic_rules() if digest_name else ()
+    sections = group_by_topic(articles, topics, k=k)
+    if json_output:
+        emit_json(group_to_json(sections))
+        return
+    for section in sections:
+        console.print(f"[bold]{escape(section.label)}[/bold] ({len(section.articles)})")
+        for article in section.articles:
+            console.print(f"  {escape(article.title)}")
+
+
+# --- issues ---------------------------------------------------------------------------------
+
+
+def _issue_json(issue: Any, created: bool) -> dict[str, Any]:
+    return {
+        "issue_id": issue.id,
+        "digest": issue.digest,
+        "period": issue.period_key,
+        "created": created,
+        "articles": issue.article_count,
+        "sections": [
+            {"label": s.label, "article_ids": [a.id for a in s.articles]} for s in issue.sections
+        ],
+    }
+
+
+@app.command()
+@handled
+def build(
+    ctx: typer.Context,
+    digest_name: Annotated[str | None, typer.Option("--digest", help="Which digest.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Assemble this period's draft issue from the stored articles."""
+    from digest.pipeline import build_issue
+
+    settings = settings_from(ctx)
+    issue, created = build_issue(settings.digest(digest_name), open_store(settings), now=utc_now())
+    if json_output:
+        emit_json(_issue_json(issue, created))
+        return
+    verb = "Built" if created else "This period already has"
+    console.print(f"{verb} issue [bold]{issue.id}[/bold] ({issue.digest}, {issue.period_key}):")
+    for section in issue.sections:
+        console.print(f"  {escape(section.label)}: {len(section.articles)} articles")
+
+
+def _issue_id(store: Store, issue: int | None) -> int:
+    found = issue if issue is not None else store.latest_issue_id()
+    if found is None:
+        raise DigestError("no issue yet: run `digest build` first")
+    return found
+
+
+@app.command()
+@handled
+def preview(
+    ctx: typer.Context,
+    issue: Annotated[int | None, typer.Argument(help="Issue id (default: the newest).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the .html, .txt and .eml.")] = Path(
+        "preview"
+    ),
+    topics: Annotated[
+        str, typer.Option("--topics", help="Preview as a subscriber of these topics (a;b).")
+    ] = "",
+    json_output: JsonFlag = False,
+) -> None:
+    """Render an issue to files, exactly as a subscriber gets it."""
+    from digest.pipeline import preview_issue
+
+    settings = settings_from(ctx)
+    store = open_store(settings)
+    issue_id = _issue_id(store, issue)
+    loaded = store.load_issue(issue_id)
+    if loaded is None:
+        raise DigestError(f"issue {issue_id}: no such issue")
+    chosen = [t.strip() for t in topics.split(";") if t.strip()]
+    files = preview_issue(settings, loaded, out, now=utc_now(), topics=chosen)
+    if json_output:
+        emit_json(
+            {
+                "issue_id": issue_id,
+                "html": str(files.html),
+                "text": str(files.text),
+                "eml": str(files.eml),
+                "size_bytes": files.size_bytes,
+                "warnings": list(files.warnings),
+            }
+        )
+        return
+    for warning in files.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    console.print(f"Preview ({files.size_bytes / 1024:.0f} KiB): [bold]{files.html}[/bold]")
+    console.print(f"Plain text: {files.text}\nAs an email: {files.eml}")
+
+
+@app.command()
+@handled
+def send(
+    ctx: typer.Context,
+    issue: Annotated[int, typer.Argument(help="Issue id.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count and render; send nothing.")
+    ] = False,
+    retry_unknown: Annotated[
+        bool, typer.Option("--retry-unknown", help="Send again to rows whose outcome is unknown.")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Deliver an issue to its list (resumable; nobody gets it twice)."""
+    from digest.deliver.backends import backend_from_url
+    from digest.pipeline import dry_run_issue, send_issue
+
+    settings = settings_from(ctx)
+    store = open_store(settings)
+    if dry_run:
+        plan = dry_run_issue(settings, store, issue)
+        if json_output:
+            emit_json(plan)
+        else:
+            console.print(
+                f"Issue {issue} would go to {plan['recipients']} subscribers in "
+                f"{plan['variants']} variants ({plan['skipped']} have nothing to read)."
+            )
+        return
+    backend = backend_from_url(settings.mail_url)
+    with _progress(disable=json_output) as progress:
+        task = progress.add_task("sending", total=None)
+        report = asyncio.run(
+            send_issue(
+                settings,
+                store,
+                issue,
+                backend,
+                clock=utc_now,
+                retry_unknown=retry_unknown,
+                on_progress=lambda done: progress.update(task, completed=done),
+            )
+        )
+    if json_output:
+        emit_json(report.to_json())
+    else:
+        console.print(
+            f"Issue {issue}: {report.sent} sent, {report.failed} failed, "
+            f"{report.unknown} unknown, {report.queued} still queued"
+        )
+    if report.queued:
+        raise DigestError(
+            f"issue {issue}: {report.queued} messages not sent yet ({report.last_error}); "
+            f"run `digest send {issue}` again to resume"
+        )
+
+
+@app.command()
+@handled
+def status(
+    ctx: typer.Context,
+    issue: Annotated[int | None, typer.Argument(help="Issue id (default: the newest).")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Outbox counts of an issue: queued, sent, failed, unknown."""
+    store = open_store(settings_from(ctx))
+    issue_id = _issue_id(store, issue)
+    counts = store.outbox_counts(issue_id)
+    data = {"issue_id": issue_id, "status": store.issue_status(issue_id), **counts}
+    if json_output:
+        emit_json(data)
+        return
+    console.print(", ".join(f"{key}: {value}" for key, value in data.items()))
+
+
+@app.command()
+@handled
+def run(
+    ctx: typer.Context,
+    digest_name: Annotated[str | None, typer.Option("--digest", help="Which digest.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Once: fetch, build this period's issue, and send it if the digest auto-approves."""
+    from digest.deliver.backends import backend_from_url
+    from digest.pipeline import run_once
+
+    settings = settings_from(ctx)
+    result = asyncio.run(
+        run_once(
+            settings,
+            open_store(settings),
+            backend_from_url(settings.mail_url),
+            digest_name=digest_name,
+            clock=utc_now,
+        )
+    )
+    if json_output:
+        emit_json(result.to_json())
+        return
+    console.print(result.summary())
+
+
+@app.command()
+@handled
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the public pages (unsubscribe links) and the one-click unsubscribe endpoint."""
+    import uvicorn
+
+    from digest.web.app import create_app
+
+    settings = settings_from(ctx)
+    store = open_store(settings)
+    web = create_app(
+        engine=store.engine,
+        secret_key=settings.require_secret_key(),
+        publication=settings.file.name,
+    )
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+# --- subscribers ----------------------------------------------------------------------------
+
+
+ListOption = Annotated[
+    str | None, typer.Option("--list", help="List name (default: the first digest's).")
+]
+
+
+def _list_name(settings: Settings, name: str | None) -> str:
+    return name or settings.digest(None).list_name
+
+
+@subscribers_app.command("add")
+@handled
+def subscribers_add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="Address to subscribe.")],
+    list_name: ListOption = None,
+    name: Annotated[str, typer.Option(help="The subscriber's name.")] = "",
+    topics: Annotated[str, typer.Option(help="Topic names separated by ';' (default: all).")] = "",
+    consent: Annotated[
+        str, typer.Option(help="How consent was given (kept in the log).")
+    ] = "added by operator",
+) -> None:
+    """Subscribe one address to a list."""
+    from subscribers.service import add_subscriber, ensure_list
+
+    settings = settings_from(ctx)
+    chosen_list = _list_name(settings, list_name)
+    chosen_topics = [t.strip() for t in topics.split(";") if t.strip()]
+    _check_topics(settings, chosen_list, chosen_topics)
+    store = open_store(settings)
+    now = utc_now()
+    with store.transaction() as connection:
+        ensure_list(connection, chosen_list, now=now)
+        subscriber = add_subscriber(
+            connection,
+            email,
+            list_name=chosen_list,
+            name=name,
+            topics=chosen_topics,
+            consent=consent,
+            now=now,
+        )
+    console.print(f"Subscribed {subscriber.email} to {chosen_list}")
+
+
+def _known_topics(settings: Settings, list_name: str) -> list[str] | None:
+    """Topic names the list's digests offer; None when no digest sends to that list."""
+    names = [t.name for d in settings.digests if d.list_name == list_name for t in d.topics]
+    return names if any(d.list_name == list_name for d in settings.digests) else None
+
+
+def _check_topics(settings: Settings, list_name: str, topics: list[str]) -> None:
+    known = _known_topics(settings, list_name)
+    unknown = [t for t in topics if known is not None and t not in known]
+    if unknown:
+        raise DigestError(
+            f"unknown topic {unknown[0]!r} for list {list_name} (known: {', '.join(known or [])})"
+        )
+
+
+@subscribers_app.command("import")
+@handled
+def subscribers_import(
+    ctx: typer.Context,
+    csv_file: Annotated[Path, typer.Argument(help="CSV with a header: email[,name][,topics].")],
+    consent: Annotated[str, typer.Option(help="How these people consented (required).")],
+    list_name: ListOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Import subscribers from CSV; bad rows are reported and skipped, never fatal."""
+    from subscribers.csvimport import import_csv
+    from subscribers.service import ensure_list
+
+    settings = settings_from(ctx)
+    chosen_list = _list_name(settings, list_name)
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DigestError(f"{csv_file}: cannot read: {error}") from error
+    store = open_store(settings)
+    now = utc_now()
+    with store.transaction() as connection:
+        ensure_list(connection, chosen_list, now=now)
+        report = import_csv(
+            connection,
+            text,
+            list_name=chosen_list,
+            consent=consent,
+            topics_known=_known_topics(settings, chosen_list),
+            now=now,
+        )
+    if json_output:
+        emit_json(
+            {
+                "added": report.added,
+                "updated": report.updated,
+                "rejected": [{"line": line, "reason": reason} for line, reason in report.rejected],
+            }
+        )
+        return
+    for line, reason in report.rejected:
+        console.print(f"[yellow]{csv_file}:{line}:[/yellow] {escape(reason)}")
+    console.print(
+        f"{report.added} added, {report.updated} updated, {len(report.rejected)} rejected"
+    )
+
+
+@subscribers_app.command("list")
+@handled
+def subscribers_list(
+    ctx: typer.Context, list_name: ListOption = None, json_output: JsonFlag = False
+) -> None:
+    """Show subscribers, their lists, topics and status."""
+    from subscribers.service import list_subscribers
+
+    settings = settings_from(ctx)
+    with open_store(settings).transaction() as connection:
+        rows = list_subscribers(connection, list_name)
+    data = [
+        {
+            "email": r.email,
+            "name": r.name,
+            "list": r.list,
+            "topics": list(r.topics),
+            "status": r.status,
+        }
+        for r in rows
+    ]
+    if json_output:
+        emit_json({"subscribers": data})
+        return
+    table = Table("email", "list", "topics", "status")
+    for row in data:
+        table.add_row(row["email"], row["list"], "; ".join(row["topics"]) or "all", row["status"])
+    console.print(table)
+
+
+@subscribers_app.command("export")
+@handled
+def subscribers_export(ctx: typer.Context, list_name: ListOption = None) -> None:
+    """Write subscribers as CSV (email,name,topics,status) to stdout."""
+    import csv
+
+    from subscribers.service import list_subscribers
+
+    settings = settings_from(ctx)
+    with open_store(settings).transaction() as connection:
+        rows = list_subscribers(connection, list_name)
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["email", "name", "list", "topics", "status"])
+    for row in rows:
+        writer.writerow([row.email, row.name, row.list, ";".join(row.topics), row.status])
+
+
+@subscribers_app.command("remove")
+@handled
+def subscribers_remove(
+    ctx: typer.Context, email: Annotated[str, typer.Argument(help="Address to erase.")]
+) -> None:
+    """Erase a subscriber and everything stored about them."""
+    from subscribers.service import remove_subscriber
+
+    settings = settings_from(ctx)
+    with open_store(settings).transaction() as connection:
+        removed = remove_subscriber(connection, email, now=utc_now())
+    if not removed:
+        raise DigestError(f"{email}: no such subscriber")
+    console.print(f"Removed {email}")
+
+
+def _progress(*, disable: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=disable,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,298 @@
+"""digest.toml and DIGEST_* environment overrides → validated, immutable settings.
+
+Every setting has a name, a default and one line of help (docs/configuration.md lists them
+all; a test keeps that page complete). Secrets never live in the file: the token key comes
+from DIGEST_SECRET_KEY (or a key file the operator points at), the SendGrid key from
+SENDGRID_API_KEY.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from digest.errors import ConfigError
+from digest.models import Topic
+
+SCHEMA_VERSION = 1
+
+_WINDOW = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+_WINDOW_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(value: str) -> timedelta:
+    """'7d' → 7 days; units h, d, w."""
+    match = _WINDOW.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"window must look like 12h, 7d or 2w, not {value!r}")
+    return timedelta(**{_WINDOW_UNITS[match.group(2)]: int(match.group(1))})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicConfig(_Strict):
+    name: str = Field(min_length=1, description="Section heading shown to readers.")
+    keywords: tuple[str, ...] = Field(
+        default=(), description="Words or phrases that put an article in this topic."
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(), description="Words or phrases that keep an article out of this topic."
+    )
+
+    def to_topic(self) -> Topic:
+        return Topic(name=self.name, keywords=self.keywords, exclude=self.exclude)
+
+
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1, description="Unique name, shown in summaries and errors.")
+    url: str = Field(
+        min_length=1,
+        description="http(s) URL, or a file/folder path relative to digest.toml.",
+    )
+    kind: Literal["auto", "feed", "page", "file"] = Field(
+        default="auto", description="What the URL holds; auto decides from the content."
+    )
+
+
+class DigestConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Id used on the command line.")
+    title: str = Field(min_length=1, description="Shown in the email header and subject.")
+    list: str = Field(default="", description="Subscriber list that receives it (default: name).")
+    schedule: str = Field(
+        default="0 8 * * mon", description="Crontab line (minute hour day month weekday)."
+    )
+    timezone: str = Field(default="UTC", description="IANA zone for the schedule and dates.")
+    window: str = Field(default="7d", description="How far back articles are taken: 12h, 7d, 2w.")
+    template: str = Field(default="digest", description="Template name under templates/.")
+    max_per_section: int = Field(default=6, ge=1, le=50, description="Items per section.")
+    auto_approve: bool = Field(default=True, description="Send without an editor's approval.")
+    topics: tuple[TopicConfig, ...] = Field(default=(), description="Sections, by priority.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"schedule must be a 5-field crontab line, not {value!r}")
+        return value
+
+    @property
+    def list_name(self) -> str:
+        return self.list or self.name
+
+    @property
+    def window_length(self) -> timedelta:
+        return parse_window(self.window)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def topic_rules(self) -> tuple[Topic, ...]:
+        return tuple(topic.to_topic() for topic in self.topics)
+
+
+class MailConfig(_Strict):
+    url: str = Field(
+        default="file://outbox",
+        description="file://DIR, smtp://user:pass@host:port?starttls=1 or sendgrid://",
+    )
+    sender: str = Field(
+        default="Digest <digest@localhost>", description="From header: 'Name <address>'."
+    )
+    reply_to: str = Field(default="", description="Reply-To header, if replies go elsewhere.")
+
+
+class FileSettings(_Strict):
+    version: Literal[1] = Field(description="Schema version of this file.")
+    name: str = Field(default="digest", description="Publication name, used in List-Id.")
+    base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Public URL of `digest serve`, for links."
+    )
+    database_url: str = Field(
+        default="sqlite:///digest.db", description="SQLAlchemy URL; SQLite paths are relative."
+    )
+    secret_key_file: str = Field(
+        default="", description="File holding the token key when DIGEST_SECRET_KEY is unset."
+    )
+    templates_dir: str = Field(
+        default="templates", description="Folder of your own templates, tried before ours."
+    )
+    mail: MailConfig = Field(default_factory=MailConfig)
+    sources: tuple[SourceConfig, ...] = Field(default=(), description="Where articles come from.")
+    digests: tuple[DigestConfig, ...] = Field(default=(), description="What is sent, to whom.")
+
+
+class Settings(BaseModel):
+    """The loaded configuration: file settings with env overrides applied, paths resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    file: FileSettings
+    database_url: str
+    mail_url: str
+    base_url: str
+    secret_key: str
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def sources(self) -> tuple[SourceConfig, ...]:
+        return self.file.sources
+
+    @property
+    def digests(self) -> tuple[DigestConfig, ...]:
+        return self.file.digests
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / self.file.templates_dir
+
+    def digest(self, name: str | None) -> DigestConfig:
+        if not self.digests:
+            raise ConfigError(f"{self.path}: no [[digests]] defined")
+        if name is None:
+            return self.digests[0]
+        for digest in self.digests:
+            if digest.name == name:
+                return digest
+        known = ", ".join(d.name for d in self.digests)
+        raise ConfigError(f"{self.path}: no digest named {name!r} (known: {known})")
+
+    def source_location(self, source: SourceConfig) -> str:
+        """An http(s) URL as is; anything else as an absolute path beside digest.toml."""
+        if source.url.startswith(("http://", "https://")):
+            return source.url
+        path = Path(source.url.removeprefix("file://")).expanduser()
+        return str(path if path.is_absolute() else (self.root / path).resolve())
+
+    def require_secret_key(self) -> str:
+        if not self.secret_key:
+            raise ConfigError(
+                "DIGEST_SECRET_KEY is not set (nor secret_key_file in "
+                f"{self.path}); it signs unsubscribe links"
+            )
+        return self.secret_key
+
+
+def _field_path(location: tuple[int | str, ...], data: Mapping[str, object]) -> str:
+    """('digests', 0, 'timezone') → 'digests[0].timezone' (with the digest's name if known)."""
+    parts: list[str] = []
+    node: object = data
+    for step in location:
+        if isinstance(step, int):
+            label = f"[{step}]"
+            if isinstance(node, list) and step < len(node) and isinstance(node[step], dict):
+                name = node[step].get("name")
+                if name:
+                    label = f"[{step}: {name}]"
+            parts.append(label)
+            node = node[step] if isinstance(node, list) and step < len(node) else None
+        else:
+            parts.append(("." if parts else "") + str(step))
+            node = node.get(step) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def _resolve_database_url(url: str, root: Path) -> str:
+    """Relative SQLite paths are relative to digest.toml, not to the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix(prefix))
+        if not path.is_absolute():
+            return prefix + str((root / path).resolve())
+    return url
+
+
+def _resolve_mail_url(url: str, root: Path) -> str:
+    prefix = "file://"
+    if url.startswith(prefix):
+        path = Path(url.removeprefix(prefix)).expanduser()
+        if not path.is_absolute():
+            return prefix + str((root / path).resolve())
+    return url
+
+
+def parse_settings(text: str, path: Path, env: Mapping[str, str]) -> Settings:
+    """Validate the text of a digest.toml; errors name the file, the field and the problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    try:
+        file = FileSettings.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = _field_path(tuple(first["loc"]), data)
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {where}: {message}{more}") from error
+    _check_unique(path, "sources", [s.name for s in file.sources])
+    _check_unique(path, "digests", [d.name for d in file.digests])
+    root = path.parent.resolve()
+    secret = env.get("DIGEST_SECRET_KEY", "")
+    if not secret and file.secret_key_file:
+        key_path = Path(file.secret_key_file).expanduser()
+        key_path = key_path if key_path.is_absolute() else root / key_path
+        try:
+            secret = key_path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                f"{path}: secret_key_file: cannot read {key_path}: {error.strerror}"
+            ) from error
+    return Settings(
+        path=path.resolve(),
+        file=file,
+        database_url=_resolve_database_url(
+            env.get("DIGEST_DATABASE_URL") or file.database_url, root
+        ),
+        mail_url=_resolve_mail_url(env.get("DIGEST_MAIL_URL") or file.mail.url, root),
+        base_url=(env.get("DIGEST_BASE_URL") or file.base_url).rstrip("/"),
+        secret_key=secret,
+    )
+
+
+def _check_unique(path: Path, table: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{path}: {table}: the name {name!r} is used twice")
+        seen.add(name)
+
+
+def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
+    """Read digest.toml from `path`, else $DIGEST_CONFIG, else ./digest.toml."""
+    chosen = path or Path(env.get("DIGEST_CONFIG") or "digest.toml")
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ConfigError(f"{chosen}: no such file (run `digest init` or `digest demo`)") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{chosen}: cannot read: {error}") from error
+    return parse_settings(text, chosen, env)

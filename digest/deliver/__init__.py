@@ -1,0 +1,1 @@
+"""Delivery: outgoing messages, the outbox that makes sending exactly-once, and mail backends."""

@@ -1,0 +1,119 @@
+"""Sending an issue through the outbox: every recipient at most once, resumable after a crash.
+
+Rows are written before anything is sent (Store.queue_recipients). Each batch is claimed
+(queued → sending) in one transaction before the backend sees it and settled after, so a
+crash at any point leaves a row either `queued` (never attempted: sent on resume) or
+`sending`/`unknown` (maybe sent: held for the operator, never sent again blindly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.deliver.backends import MailBackend
+from digest.models import OutgoingMessage, SendResult
+from digest.store import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+# Transient refusals (SMTP 4xx, a server that is down) are retried this many times per batch.
+TRANSIENT_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    issue_id: int
+    sent: int
+    failed: int
+    unknown: int
+    queued: int  # still owed: a transient problem stopped the run; sending again resumes
+    last_error: str = ""
+
+    def to_json(self) -> dict[str, int | str]:
+        return {
+            "issue_id": self.issue_id,
+            "sent": self.sent,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "queued": self.queued,
+        }
+
+
+MessageFactory = Callable[[OutboxRow], OutgoingMessage]
+
+
+async def deliver_issue(
+    store: Store,
+    issue_id: int,
+    make_message: MessageFactory,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+    batch_size: int = 100,
+    retry_delay: float = 2.0,
+    on_progress: Callable[[int], None] = lambda _done: None,
+) -> SendReport:
+    """Send every queued row of the issue; returns the issue's outbox counts afterwards."""
+    last_error = ""
+    done = 0
+    while rows := store.claim_queued(issue_id, batch_size, now=clock()):
+        try:
+            messages = [make_message(row) for row in rows]
+        except Exception:
+            # Nothing left the building: give the rows back before reporting the problem.
+            store.release([row.id for row in rows], now=clock())
+            raise
+        message_ids = {m.delivery_id: m.headers.get("Message-ID", "") for m in messages}
+        results = await _send_with_retries(backend, messages, clock, retry_delay)
+        store.record_results(results, message_ids, now=clock())
+        settled = [r for r in results if r.state != "queued"]
+        done += len(settled)
+        on_progress(done)
+        errors = [r.error for r in results if r.error]
+        last_error = errors[-1] if errors else last_error
+        log.info(
+            "issue=%s batch=%d sent=%d failed=%d unknown=%d",
+            issue_id,
+            len(rows),
+            sum(r.state == "sent" for r in results),
+            sum(r.state == "failed" for r in results),
+            sum(r.state == "unknown" for r in results),
+        )
+        if len(settled) < len(results):
+            log.warning("issue=%s stopping: backend is refusing for now: %s", issue_id, last_error)
+            break
+    counts = store.outbox_counts(issue_id)
+    return SendReport(
+        issue_id=issue_id,
+        sent=counts["sent"],
+        failed=counts["failed"],
+        unknown=counts["unknown"] + counts["sending"],
+        queued=counts["queued"],
+        last_error=last_error,
+    )
+
+
+async def _send_with_retries(
+    backend: MailBackend,
+    messages: list[OutgoingMessage],
+    clock: Callable[[], datetime],
+    retry_delay: float,
+) -> list[SendResult]:
+    """Retry only the messages the backend said were not taken (state `queued`)."""
+    pending = messages
+    final: list[SendResult] = []
+    for attempt in range(TRANSIENT_RETRIES + 1):
+        results = await backend.send(pending, date=clock())
+        final.extend(r for r in results if r.state != "queued")
+        deferred = {r.delivery_id: r for r in results if r.state == "queued"}
+        if not deferred:
+            return final
+        if attempt == TRANSIENT_RETRIES:
+            return final + list(deferred.values())
+        pending = [m for m in pending if m.delivery_id in deferred]
+        await asyncio.sleep(retry_delay * 2**attempt)
+    return final

@@ -1,0 +1,81 @@
+"""The SMTP backend: one connection per batch, reused for every message in it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+
+import aiosmtplib
+
+from digest.deliver.message import to_email_message
+from digest.models import OutgoingMessage, SendResult
+
+
+class SmtpBackend:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str = "",
+        password: str = "",
+        use_tls: bool = False,
+        starttls: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.use_tls = use_tls
+        self.starttls = starttls
+        self.timeout = timeout
+
+    async def send(self, batch: Sequence[OutgoingMessage], *, date: datetime) -> list[SendResult]:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.use_tls,
+            start_tls=self.starttls,
+            timeout=self.timeout,
+        )
+        try:
+            await client.connect()
+            if self.username:
+                await client.login(self.username, self.password)
+        except (aiosmtplib.SMTPException, OSError) as error:
+            # Nothing left: every message of the batch can safely be tried again later.
+            reason = f"smtp {self.host}:{self.port}: {error}"
+            return [SendResult(m.delivery_id, "queued", error=reason) for m in batch]
+        results = []
+        try:
+            for message in batch:
+                results.append(await self._send_one(client, message, date))
+        finally:
+            # The messages are already accepted or settled; a failed QUIT changes nothing.
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+        return results
+
+    async def _send_one(
+        self, client: aiosmtplib.SMTP, message: OutgoingMessage, date: datetime
+    ) -> SendResult:
+        email = to_email_message(message, date=date)
+        try:
+            errors, response = await client.send_message(email)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            return SendResult(message.delivery_id, "failed", error=_first_line(error))
+        except aiosmtplib.SMTPResponseException as error:
+            state = "queued" if 400 <= error.code < 500 else "failed"
+            return SendResult(message.delivery_id, state, error=_first_line(error))
+        except (aiosmtplib.SMTPException, OSError) as error:
+            # The connection broke mid-message: the server may or may not have taken it.
+            return SendResult(message.delivery_id, "unknown", error=_first_line(error))
+        if errors:
+            return SendResult(message.delivery_id, "failed", error=_first_line(str(errors)))
+        return SendResult(message.delivery_id, "sent", provider_id=response[:200])
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0][:500] if str(error).strip() else repr(error)

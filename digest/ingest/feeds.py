@@ -1,0 +1,380 @@
+"""Feeds to articles: RSS, Atom and RDF through feedparser, JSON Feed through json."""
+
+from __future__ import annotations
+
+import html as html_lib
+import io
+import json
+import re
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import feedparser
+
+from digest.errors import SourceError
+from digest.ingest.normalize import (
+    canonical_url,
+    clean_text,
+    html_to_text,
+    sanitize_html,
+    shorten,
+)
+from digest.models import Article, FeedInfo, article_id
+
+UTF8_BOM = b"\xef\xbb\xbf"
+SUMMARY_LIMIT = 300
+TITLE_LIMIT = 120  # for items without a title, a title is cut from their text
+SNIFF_BYTES = 4096
+
+FEED_ROOTS = frozenset({"rss", "feed", "rdf", "channel"})
+_XML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_XML_DOCTYPE = re.compile(r"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_XML_ROOT = re.compile(r"<(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
+# Some feeds escape the slashes: "https:\/\/jsonfeed.org\/version\/1".
+_JSON_FEED_VERSION = re.compile(r'"version"\s*:\s*"https?:(?:\\?/){2}jsonfeed\.org(?:\\?/)version')
+_JSON_FEED_VERSION_NUMBER = re.compile(r"jsonfeed\.org/version/(\d+)(?:\.(\d+))?")
+_JSON_FEED_KEYS = ('"feed_url"', '"home_page_url"')
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
+
+
+def looks_like_feed(data: bytes) -> bool:
+    """True for RSS/Atom/RDF XML or a JSON Feed, even after a BOM or stray whitespace."""
+    head = _sniff_text(data[:SNIFF_BYTES]).lstrip()
+    if head.startswith("{"):
+        return bool(_JSON_FEED_VERSION.search(head)) or (
+            '"items"' in head and any(key in head for key in _JSON_FEED_KEYS)
+        )
+    if not head.startswith("<"):
+        return False
+    body = _XML_DOCTYPE.sub("", _XML_COMMENT.sub("", head))
+    root = _XML_ROOT.search(body)
+    return root is not None and root.group(1).lower() in FEED_ROOTS
+
+
+def _sniff_text(data: bytes) -> str:
+    """Enough of a decoding to see markup: BOMs and BOM-less UTF-16 are honoured."""
+    for bom, codec in (
+        (b"\xff\xfe\x00\x00", "utf-32-le"),
+        (b"\x00\x00\xfe\xff", "utf-32-be"),
+        (b"\xff\xfe", "utf-16-le"),
+        (b"\xfe\xff", "utf-16-be"),
+        (UTF8_BOM, "utf-8"),
+    ):
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, errors="replace")
+    if data[1:20:2].count(0) > 5:
+        return data.decode("utf-16-le", errors="replace")
+    if data[0:20:2].count(0) > 5:
+        return data.decode("utf-16-be", errors="replace")
+    return data.decode("latin-1")
+
+
+def parse_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, list[Article]]:
+    """Every recoverable item of a feed as an Article; SourceError when nothing is."""
+    if not data.strip():
+        raise SourceError(f"{source}: empty document, not a feed")
+    if _sniff_text(data[:SNIFF_BYTES]).lstrip().startswith("{"):
+        return _parse_json_feed(data, url=url, source=source)
+    return _parse_xml_feed(data, url=url, source=source)
+
+
+# --- RSS, Atom, RDF ----------------------------------------------------------------------------
+
+
+def _parse_xml_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, list[Article]]:
+    repaired, repair = _repair(data)
+    # No charset here: the XML declaration (or BOM) then decides the encoding, per RFC 7303.
+    headers = {"content-type": "application/xml"}
+    if url.startswith(("http://", "https://")):
+        headers["content-location"] = url  # the base for relative links
+    # A BytesIO, never bare bytes or str: feedparser treats a string as a path or URL to open.
+    # It strips DOCTYPEs (keeping only literal entities), so neither external entities nor
+    # nested "billion laughs" entities are ever expanded.
+    parsed = feedparser.parse(
+        io.BytesIO(repaired), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+    )
+    defect = _one_line(parsed.get("bozo_exception")) if parsed.get("bozo") else repair
+    feed = parsed.get("feed", {})
+    language = str(feed.get("language") or "")
+    articles = [
+        article
+        for entry in parsed.get("entries", [])
+        if (article := _article_from_entry(entry, url=url, source=source, language=language))
+    ]
+    if not articles:
+        if not parsed.get("version") and not looks_like_feed(repaired):
+            raise SourceError(f"{source}: not a feed (no RSS, Atom, RDF or JSON Feed root)")
+        if parsed.get("bozo"):
+            raise SourceError(f"{source}: malformed feed with no recoverable items ({defect})")
+    info = FeedInfo(
+        title=_plain_title(feed.get("title", ""), feed.get("title_detail")),
+        link=str(feed.get("link") or url),
+        format=str(parsed.get("version") or "unknown"),
+        defect=defect,
+    )
+    return info, articles
+
+
+def _repair(data: bytes) -> tuple[bytes, str]:
+    """Fix the two byte-level defects that defeat XML parsers yet lose nothing when fixed."""
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff", UTF8_BOM)):
+        for codec, zeros in (("utf-16-le", data[1:20:2]), ("utf-16-be", data[0:20:2])):
+            if zeros.count(0) > 5:
+                text = _XML_DECLARATION.sub("", data.decode(codec, errors="replace"), count=1)
+                return text.encode("utf-8"), f"{codec} without a byte order mark"
+    bom = UTF8_BOM if data.startswith(UTF8_BOM) else b""
+    body = data[len(bom) :]
+    stripped = body.lstrip(b" \t\r\n")
+    if len(stripped) < len(body) and stripped.startswith(b"<?xml"):
+        return bom + stripped, "whitespace before the XML declaration"
+    return data, ""
+
+
+def _article_from_entry(
+    entry: Mapping[str, Any], *, url: str, source: str, language: str
+) -> Article | None:
+    content = _entry_content(entry)
+    summary = entry.get("summary_detail") or {}
+    return _build_article(
+        source=source,
+        base_url=url,
+        link=str(entry.get("link") or ""),
+        guid=str(entry.get("id") or ""),
+        title=_plain_title(entry.get("title", ""), entry.get("title_detail")),
+        content_html=content,
+        summary_html=_as_html(summary.get("value", ""), summary.get("type", "")),
+        published=_struct_time_to_utc(
+            # dict.get: feedparser's own .get maps updated_parsed to published_parsed with a
+            # DeprecationWarning; we want exactly the fields the entry has.
+            dict.get(entry, "published_parsed")
+            or dict.get(entry, "updated_parsed")
+            or dict.get(entry, "created_parsed")
+        ),
+        author=str(entry.get("author") or ""),
+        categories=[str(tag.get("term") or "") for tag in entry.get("tags", [])],
+        image=next(_entry_images(entry), ""),
+        language=language,
+    )
+
+
+def _entry_content(entry: Mapping[str, Any]) -> str:
+    """The fullest body the entry has: content:encoded / atom:content before the summary."""
+    contents = entry.get("content") or []
+    html_first = sorted(contents, key=lambda c: str(c.get("type", "")) not in _HTML_TYPES)
+    for content in html_first:
+        if str(content.get("value", "")).strip():
+            return _as_html(content["value"], content.get("type", ""))
+    summary = entry.get("summary_detail") or {}
+    return _as_html(summary.get("value", ""), summary.get("type", ""))
+
+
+def _as_html(value: str, content_type: str) -> str:
+    if not value:
+        return ""
+    if content_type and content_type not in _HTML_TYPES:
+        return "".join(f"<p>{html_lib.escape(p)}</p>" for p in clean_text(value).split("\n\n"))
+    return value
+
+
+def _entry_images(entry: Mapping[str, Any]) -> Iterator[str]:
+    for thumbnail in entry.get("media_thumbnail") or []:
+        yield str(thumbnail.get("url") or "")
+    for media in entry.get("media_content") or []:
+        if media.get("medium") == "image" or str(media.get("type", "")).startswith("image/"):
+            yield str(media.get("url") or "")
+    for enclosure in entry.get("enclosures") or []:
+        if str(enclosure.get("type", "")).startswith("image/"):
+            yield str(enclosure.get("href") or "")
+    image = entry.get("image")
+    if isinstance(image, Mapping):
+        yield str(image.get("href") or "")
+
+
+def _plain_title(title: str, detail: Mapping[str, Any] | None) -> str:
+    if detail and detail.get("type") in _HTML_TYPES:
+        title = html_to_text(title)
+    return " ".join(str(title).split())
+
+
+def _struct_time_to_utc(value: time.struct_time | None) -> datetime | None:
+    """feedparser normalises every date it understands to a UTC struct_time."""
+    if not value:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def _one_line(exception: object) -> str:
+    text = " ".join(str(exception).split()) or type(exception).__name__
+    return shorten(f"{type(exception).__name__}: {text}", 200)
+
+
+# --- JSON Feed 1.0 / 1.1 (feedparser 6.0 does not read it) -------------------------------------
+
+
+def _parse_json_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, list[Article]]:
+    text = data.decode("utf-8-sig", errors="replace")
+    defect = ""
+    try:
+        # strict=False lets raw control characters inside strings through, as real feeds have.
+        document = json.loads(text, strict=False)
+    except json.JSONDecodeError as error:
+        defect = f"invalid JSON: {error}"
+        document = _recover_json_feed(text)
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise SourceError(f"{source}: not a JSON Feed (no top-level items list)")
+    language = str(document.get("language") or "")
+    feed_author = _json_author(document)
+    articles = [
+        article
+        for item in document["items"]
+        if isinstance(item, dict)
+        and (article := _article_from_json_item(item, url, source, language, feed_author))
+    ]
+    if not articles and defect:
+        raise SourceError(f"{source}: malformed feed with no recoverable items ({defect})")
+    info = FeedInfo(
+        title=" ".join(str(document.get("title") or "").split()),
+        link=str(document.get("home_page_url") or url),
+        format=_json_feed_format(document.get("version")),
+        defect=shorten(defect, 200),
+    )
+    return info, articles
+
+
+def _json_feed_format(version: object) -> str:
+    """feedparser-style version names: 'json10', 'json11', or 'json' when unstated."""
+    found = _JSON_FEED_VERSION_NUMBER.search(str(version or ""))
+    return f"json{found.group(1)}{found.group(2) or 0}" if found else "json"
+
+
+def _recover_json_feed(text: str) -> dict[str, Any]:
+    """What a truncated JSON Feed still holds: its leading string fields and complete items."""
+    document: dict[str, Any] = {}
+    start = text.find('"items"')
+    head = text if start < 0 else text[:start]
+    for key in ("version", "title", "home_page_url", "language"):
+        found = re.search(rf'"{key}"\s*:\s*("(?:[^"\\]|\\.)*")', head)
+        if found:
+            document[key] = json.loads(found.group(1), strict=False)
+    if start < 0:
+        return document
+    items: list[Any] = []
+    decoder = json.JSONDecoder(strict=False)
+    position = text.find("[", start) + 1
+    while 0 < position < len(text):
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            break
+        items.append(item)
+    document["items"] = items
+    return document
+
+
+def _article_from_json_item(
+    item: Mapping[str, Any], base_url: str, source: str, language: str, feed_author: str
+) -> Article | None:
+    content_html = str(item.get("content_html") or "")
+    if not content_html and item.get("content_text"):
+        content_html = _as_html(str(item["content_text"]), "text/plain")
+    summary = str(item.get("summary") or "")
+    attachments = item.get("attachments") if isinstance(item.get("attachments"), list) else []
+    images = [
+        str(item.get("image") or ""),
+        str(item.get("banner_image") or ""),
+        *(
+            str(a.get("url") or "")
+            for a in attachments
+            if isinstance(a, dict) and str(a.get("mime_type", "")).startswith("image/")
+        ),
+    ]
+    tags = item.get("tags") if isinstance(item.get("tags"), list) else []
+    return _build_article(
+        source=source,
+        base_url=base_url,
+        link=str(item.get("url") or item.get("external_url") or ""),
+        guid=str(item.get("id") or ""),
+        title=" ".join(str(item.get("title") or "").split()),
+        content_html=content_html or _as_html(summary, "text/plain"),
+        summary_html=_as_html(summary, "text/plain"),
+        published=_parse_rfc3339(item.get("date_published") or item.get("date_modified")),
+        author=_json_author(item) or feed_author,
+        categories=[str(tag) for tag in tags],
+        image=next((image for image in images if image), ""),
+        language=str(item.get("language") or language),
+    )
+
+
+def _json_author(node: Mapping[str, Any]) -> str:
+    authors = node.get("authors") if isinstance(node.get("authors"), list) else []
+    for author in [*authors, node.get("author")]:
+        if isinstance(author, dict) and author.get("name"):
+            return str(author["name"])
+    return ""
+
+
+def _parse_rfc3339(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+
+def _build_article(
+    *,
+    source: str,
+    base_url: str,
+    link: str,
+    guid: str,
+    title: str,
+    content_html: str,
+    summary_html: str,
+    published: datetime | None,
+    author: str,
+    categories: list[str],
+    image: str,
+    language: str,
+) -> Article | None:
+    """One Article from an item's parts, or None when the item carries nothing to show."""
+    link = link.strip()
+    canonical = canonical_url(link) if link else ""
+    html = sanitize_html(content_html, base_url=link or base_url)
+    text = html_to_text(html)
+    summary = shorten(html_to_text(summary_html) or text, SUMMARY_LIMIT)
+    title = title or shorten(text, TITLE_LIMIT) or link
+    if not title:  # nothing a reader could be shown
+        return None
+    return Article(
+        id=article_id(canonical or guid or f"{base_url}\n{title}"),
+        url=link,
+        title=title,
+        text=text,
+        source=source,
+        published=published,
+        canonical_url=canonical,
+        guid=guid,
+        summary=summary,
+        html=html,
+        author=" ".join(author.split()),
+        language=language,
+        image=image.strip(),
+        categories=tuple(dict.fromkeys(c.strip() for c in categories if c.strip())),
+    )

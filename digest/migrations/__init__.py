@@ -1,0 +1,1 @@
+"""Alembic migrations for the digest and subscriber tables; applied automatically on open."""

@@ -1,0 +1,100 @@
+"""Plain, frozen data that moves through the pipeline; no I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+
+def article_id(key: str) -> str:
+    """A short stable id for an article, from its canonical URL (or GUID when it has no URL)."""
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One story, extracted and normalised. `published` is timezone-aware (UTC) or None."""
+
+    id: str
+    url: str
+    title: str
+    text: str
+    source: str
+    published: datetime | None = None
+    canonical_url: str = ""
+    guid: str = ""
+    summary: str = ""
+    html: str = ""  # sanitised with nh3; safe to put in an email
+    author: str = ""
+    language: str = ""
+    image: str = ""
+    categories: tuple[str, ...] = ()
+    also_in: tuple[str, ...] = ()  # other sources that carried the same story
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """What a feed says about itself."""
+
+    title: str
+    link: str
+    format: str  # feedparser's version string, e.g. "rss20", "atom10", "json11"
+    defect: str = ""  # why the feed is malformed, when items could still be recovered
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """An editor's topic: an article belongs to it when one of its keywords occurs."""
+
+    name: str
+    keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    label: str
+    articles: tuple[Article, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One edition of a digest: its sections in reading order."""
+
+    digest: str
+    period_key: str
+    title: str
+    created: datetime
+    sections: tuple[Section, ...]
+    intro: str = ""
+    id: int | None = None
+
+    @property
+    def article_count(self) -> int:
+        return sum(len(section.articles) for section in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A fully rendered, personalised email for one recipient of one issue."""
+
+    delivery_id: str
+    to: str
+    sender: str
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+DeliveryState = Literal["queued", "sending", "sent", "failed", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    delivery_id: str
+    state: DeliveryState
+    provider_id: str = ""
+    error: str = ""

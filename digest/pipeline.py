@@ -1,0 +1,503 @@
+"""The product sentence as code: fetch sources, build an issue, render it, send it.
+
+Each step takes the settings, the store and the time from its caller, and returns a report;
+the CLI, the web app and the scheduler all call these and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest.assemble import (
+    assemble_issue,
+    issue_for_topics,
+    period_key,
+    select_window,
+    variant_key,
+    window_start,
+)
+from digest.config import DigestConfig, Settings, SourceConfig
+from digest.deliver.backends import MailBackend
+from digest.deliver.message import (
+    list_id,
+    message_id,
+    sender_domain,
+    to_email_message,
+    unsubscribe_headers,
+    unsubscribe_mailto,
+)
+from digest.deliver.outbox import SendReport, deliver_issue
+from digest.errors import DigestError, ExtractError, SourceError
+from digest.ingest.dedupe import dedupe
+from digest.ingest.extract import extract_document
+from digest.ingest.fetch import Fetched, FetchLimits, fetch_many, read_folder
+from digest.models import Article, Issue, OutgoingMessage
+from digest.render.environment import template_environment
+from digest.render.issue import RenderContext, RenderedIssue, personalise, render_issue
+from digest.store import OutboxRow, QueuedRecipient, Store
+from digest.topics import group_by_topic
+from subscribers.service import audience
+from subscribers.tokens import make_unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+
+# --- fetch -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    name: str
+    found: int = 0
+    new: int = 0
+    error: str = ""
+    defect: str = ""
+    not_modified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReport:
+    sources: tuple[SourceOutcome, ...]
+    found: int
+    duplicates: int
+    stored: int
+
+    @property
+    def failed(self) -> tuple[SourceOutcome, ...]:
+        return tuple(s for s in self.sources if s.error)
+
+
+def _locations(settings: Settings, source: SourceConfig) -> list[str]:
+    """A folder source stands for every article file in it."""
+    location = settings.source_location(source)
+    if location.startswith(("http://", "https://")):
+        return [location]
+    path = Path(location)
+    return [str(p) for p in read_folder(path)] if path.is_dir() else [location]
+
+
+async def fetch_sources(
+    settings: Settings,
+    store: Store,
+    *,
+    clock: Callable[[], datetime],
+    only: str | None = None,
+    limits: FetchLimits | None = None,
+    on_progress: Callable[[str], None] = lambda _name: None,
+) -> FetchReport:
+    """Fetch every source (or one), store new articles; a failing source never stops the rest."""
+    chosen = [s for s in settings.sources if only is None or s.name == only]
+    if only is not None and not chosen:
+        raise DigestError(f"no source named {only!r} in {settings.path}")
+    limits = limits or FetchLimits()
+    plan: list[tuple[SourceConfig, list[str]]] = []
+    for source in chosen:
+        try:
+            plan.append((source, _locations(settings, source)))
+        except OSError as error:
+            plan.append((source, []))
+            log.warning("source=%s cannot list %s: %s", source.name, source.url, error)
+    validators = {
+        locations[0]: store.source_validators(source.name)
+        for source, locations in plan
+        if len(locations) == 1 and locations[0].startswith(("http://", "https://"))
+    }
+    everything = [location for _source, locations in plan for location in locations]
+    fetched = dict(
+        zip(
+            everything,
+            await fetch_many(everything, limits=limits, validators=validators),
+            strict=True,
+        )
+    )
+    outcomes: list[SourceOutcome] = []
+    found: list[Article] = []
+    for source, locations in plan:
+        outcome, articles = _read_source(source, locations, fetched, settings)
+        on_progress(source.name)
+        now = clock()
+        location = settings.source_location(source)
+        if outcome.error:
+            store.record_source_failure(source.name, location, outcome.error, now=now)
+            log.warning("source=%s failed: %s", source.name, outcome.error)
+        else:
+            single = fetched[locations[0]] if len(locations) == 1 else None
+            store.record_source_success(
+                source.name,
+                location,
+                now=now,
+                etag=single.etag if isinstance(single, Fetched) else "",
+                last_modified=single.last_modified if isinstance(single, Fetched) else "",
+                defect=outcome.defect,
+                articles_seen=len(articles),
+            )
+        outcomes.append(outcome)
+        found.extend(articles)
+    unique = dedupe(found)
+    stored = store.save_articles(unique, now=clock())
+    return FetchReport(
+        sources=tuple(outcomes),
+        found=len(found),
+        duplicates=len(found) - len(unique),
+        stored=stored,
+    )
+
+
+def _read_source(
+    source: SourceConfig,
+    locations: Sequence[str],
+    fetched: dict[str, Fetched | SourceError],
+    settings: Settings,
+) -> tuple[SourceOutcome, list[Article]]:
+    if not locations:
+        return SourceOutcome(source.name, error=f"{source.url}: no such file or folder"), []
+    articles: list[Article] = []
+    errors: list[str] = []
+    defects: list[str] = []
+    not_modified = False
+    for location in locations:
+        result = fetched[location]
+        if isinstance(result, SourceError):
+            errors.append(str(result))
+            continue
+        if result.not_modified:
+            not_modified = True
+            continue
+        try:
+            document = extract_document(
+                result.data,
+                location=result.final_url or location,
+                source=source.name,
+                content_type=result.content_type,
+            )
+        except (SourceError, ExtractError) as error:
+            errors.append(str(error))
+            continue
+        if isinstance(document, Article):
+            articles.append(document)
+        else:
+            info, items = document
+            articles.extend(items)
+            if info.defect:
+                defects.append(info.defect)
+    # A folder with one unreadable file is still a working source; all files failing is not.
+    error = errors[0] if errors and not articles and not not_modified else ""
+    return (
+        SourceOutcome(
+            name=source.name,
+            found=len(articles),
+            error=error,
+            defect="; ".join(defects + (errors if not error else [])),
+            not_modified=not_modified,
+        ),
+        articles,
+    )
+
+
+# --- build -------------------------------------------------------------------------------
+
+
+def build_issue(digest: DigestConfig, store: Store, *, now: datetime) -> tuple[Issue, bool]:
+    """This period's draft issue; (existing issue, False) when the period already has one."""
+    key = period_key(now, digest.window_length, digest.zone)
+    existing = store.find_issue(digest.name, key)
+    if existing is not None:
+        return existing, False
+    start = window_start(now, digest.window_length)
+    candidates = dedupe(select_window(store.articles_between(start, now), start=start, end=now))
+    if not candidates:
+        raise DigestError(
+            f"digest {digest.name}: no articles published in the last {digest.window}; "
+            "run `digest fetch` first or widen the window"
+        )
+    sections = group_by_topic(candidates, digest.topic_rules())
+    issue = assemble_issue(
+        digest=digest.name,
+        title=digest.title,
+        sections=sections,
+        now=now,
+        key=key,
+        max_per_section=digest.max_per_section,
+    )
+    return store.save_issue(issue)
+
+
+# --- render ------------------------------------------------------------------------------
+
+
+class MessageFactory:
+    """Builds each recipient's message; renders once per topic variant, then personalises."""
+
+    def __init__(self, settings: Settings, issue: Issue) -> None:
+        assert issue.id is not None
+        self.settings = settings
+        self.issue = issue
+        self.digest = settings.digest(issue.digest)
+        self.sender = settings.file.mail.sender
+        self.domain = sender_domain(self.sender)
+        self.secret = settings.require_secret_key()
+        self.env = template_environment(settings.templates_dir)
+        self.context = RenderContext(
+            publication=settings.file.name,
+            base_url=settings.base_url,
+            timezone=self.digest.timezone,
+        )
+        self._variants: dict[tuple[str, ...], RenderedIssue] = {}
+
+    def variant(self, topics: Sequence[str]) -> tuple[Issue, RenderedIssue | None]:
+        """The issue as this topic choice sees it, rendered (None when it would be empty)."""
+        key = variant_key(topics)
+        issue = issue_for_topics(self.issue, key)
+        if issue.article_count == 0:
+            return issue, None
+        if key not in self._variants:
+            self._variants[key] = render_issue(
+                issue, template=self.digest.template, env=self.env, context=self.context
+            )
+        return issue, self._variants[key]
+
+    def personal_values(self, subscriber_id: int, email: str) -> dict[str, str]:
+        token = make_unsubscribe_token(self.secret, subscriber_id, self.digest.list_name)
+        return {
+            "unsubscribe_url": f"{self.settings.base_url}/u/{token}",
+            "preferences_url": f"{self.settings.base_url}/u/{token}",
+            "email": email,
+            "token": token,
+        }
+
+    def __call__(self, row: OutboxRow) -> OutgoingMessage:
+        _issue, rendered = self.variant(row.topics)
+        if rendered is None:
+            raise DigestError(f"issue {self.issue.id}: nothing to send to {row.email}")
+        values = self.personal_values(row.subscriber_id, row.email)
+        html, text = personalise(rendered, values)
+        delivery_id = str(row.id)
+        headers = {
+            "Message-ID": message_id(self.domain, self.issue.id or 0, delivery_id),
+            "List-Id": list_id(self.digest.title, self.digest.list_name, self.domain),
+            **unsubscribe_headers(
+                values["unsubscribe_url"], unsubscribe_mailto(self.sender, values["token"])
+            ),
+        }
+        if self.settings.file.mail.reply_to:
+            headers["Reply-To"] = self.settings.file.mail.reply_to
+        return OutgoingMessage(
+            delivery_id=delivery_id,
+            to=row.email,
+            sender=self.sender,
+            subject=rendered.subject,
+            html=html,
+            text=text,
+            headers=headers,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewFiles:
+    html: Path
+    text: Path
+    eml: Path
+    size_bytes: int
+    warnings: tuple[str, ...]
+
+
+def preview_issue(
+    settings: Settings, issue: Issue, out: Path, *, now: datetime, topics: Sequence[str] = ()
+) -> PreviewFiles:
+    """Write exactly what a subscriber with this topic choice gets: .html, .txt and .eml."""
+    factory = MessageFactory(settings, issue)
+    _variant, rendered = factory.variant(topics)
+    if rendered is None:
+        raise DigestError(f"issue {issue.id}: no articles for topics {', '.join(topics)}")
+    message = factory(
+        OutboxRow(
+            id=0,
+            issue_id=issue.id or 0,
+            subscriber_id=0,
+            email="preview@" + factory.domain,
+            topics=tuple(topics),
+            state="preview",
+            attempts=0,
+        )
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"issue-{issue.id}"
+    html_path, text_path, eml_path = (stem.with_suffix(s) for s in (".html", ".txt", ".eml"))
+    html_path.write_text(message.html, encoding="utf-8")
+    text_path.write_text(message.text, encoding="utf-8")
+    eml_path.write_bytes(to_email_message(message, date=now).as_bytes())
+    return PreviewFiles(
+        html=html_path,
+        text=text_path,
+        eml=eml_path,
+        size_bytes=rendered.size_bytes,
+        warnings=tuple(rendered.warnings),
+    )
+
+
+# --- send --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueReport:
+    queued: int
+    skipped: int  # subscribers whose topics have no article in this issue
+
+
+def queue_issue(settings: Settings, store: Store, issue: Issue, *, now: datetime) -> QueueReport:
+    """Write the outbox rows for everyone on the list (once; a resumed send adds nobody)."""
+    assert issue.id is not None
+    factory = MessageFactory(settings, issue)
+    digest = settings.digest(issue.digest)
+    with store.transaction() as connection:
+        recipients = audience(connection, digest.list_name)
+    owed: list[QueuedRecipient] = []
+    skipped = 0
+    for recipient in recipients:
+        variant, _rendered = factory.variant(recipient.topics)
+        if variant.article_count == 0:
+            skipped += 1
+            continue
+        owed.append(QueuedRecipient(recipient.subscriber_id, recipient.email, recipient.topics))
+    return QueueReport(queued=store.queue_recipients(issue.id, owed, now=now), skipped=skipped)
+
+
+async def send_issue(
+    settings: Settings,
+    store: Store,
+    issue_id: int,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+    retry_unknown: bool = False,
+    batch_size: int = 100,
+    on_progress: Callable[[int], None] = lambda _done: None,
+) -> SendReport:
+    """Deliver an issue (an operator's send counts as approval); safe to run again."""
+    issue = store.load_issue(issue_id)
+    if issue is None:
+        raise DigestError(f"issue {issue_id}: no such issue")
+    status = store.issue_status(issue_id)
+    if status == "cancelled":
+        raise DigestError(f"issue {issue_id} was cancelled; it cannot be sent")
+    if status in ("draft", "approved"):
+        queue_issue(settings, store, issue, now=clock())
+        store.set_issue_status(issue_id, "sending", now=clock())
+    if retry_unknown:
+        store.requeue(issue_id, ("unknown", "sending"), now=clock())
+    report = await deliver_issue(
+        store,
+        issue_id,
+        MessageFactory(settings, issue),
+        backend,
+        clock=clock,
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
+    if report.queued == 0 and store.issue_status(issue_id) == "sending":
+        store.set_issue_status(issue_id, "sent", now=clock())
+    return report
+
+
+def dry_run_issue(settings: Settings, store: Store, issue_id: int) -> dict[str, int]:
+    """Render every variant and count who would get what, without writing or sending."""
+    issue = store.load_issue(issue_id)
+    if issue is None:
+        raise DigestError(f"issue {issue_id}: no such issue")
+    factory = MessageFactory(settings, issue)
+    with store.transaction() as connection:
+        recipients = audience(connection, settings.digest(issue.digest).list_name)
+    rendered = [factory.variant(r.topics)[1] for r in recipients]
+    return {
+        "issue_id": issue_id,
+        "recipients": sum(r is not None for r in rendered),
+        "skipped": sum(r is None for r in rendered),
+        "variants": len({id(r) for r in rendered if r is not None}),
+    }
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRun:
+    digest: str
+    issue: Issue | None
+    created: bool
+    sent: SendReport | None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    fetch: FetchReport
+    digests: tuple[DigestRun, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "fetch": {
+                "found": self.fetch.found,
+                "duplicates": self.fetch.duplicates,
+                "stored": self.fetch.stored,
+                "failed_sources": [s.name for s in self.fetch.failed],
+            },
+            "digests": [
+                {
+                    "digest": run.digest,
+                    "issue_id": run.issue.id if run.issue else None,
+                    "created": run.created,
+                    "send": run.sent.to_json() if run.sent else None,
+                    "note": run.note,
+                }
+                for run in self.digests
+            ],
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"fetched {self.fetch.found} articles ({self.fetch.stored} new, "
+            f"{len(self.fetch.failed)} sources failed)"
+        ]
+        for run in self.digests:
+            if run.issue is None:
+                lines.append(f"{run.digest}: {run.note}")
+            elif run.sent is None:
+                lines.append(f"{run.digest}: issue {run.issue.id} waits for approval ({run.note})")
+            else:
+                lines.append(
+                    f"{run.digest}: issue {run.issue.id}: {run.sent.sent} sent, "
+                    f"{run.sent.failed} failed, {run.sent.unknown} unknown, "
+                    f"{run.sent.queued} queued"
+                )
+        return "\n".join(lines)
+
+
+async def run_once(
+    settings: Settings,
+    store: Store,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+    digest_name: str | None = None,
+) -> RunReport:
+    """fetch → build this period's issue → send it when the digest auto-approves."""
+    fetched = await fetch_sources(settings, store, clock=clock)
+    chosen = [settings.digest(digest_name)] if digest_name else list(settings.digests)
+    runs: list[DigestRun] = []
+    for digest in chosen:
+        try:
+            issue, created = build_issue(digest, store, now=clock())
+        except DigestError as error:
+            runs.append(DigestRun(digest.name, None, False, None, note=str(error)))
+            continue
+        assert issue.id is not None
+        if not digest.auto_approve and store.issue_status(issue.id) == "draft":
+            runs.append(DigestRun(digest.name, issue, created, None, note="auto_approve is off"))
+            continue
+        report = await send_issue(settings, store, issue.id, backend, clock=clock)
+        runs.append(DigestRun(digest.name, issue, created, report))
+    return RunReport(fetch=fetched, digests=tuple(runs))

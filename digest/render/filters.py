@@ -1,0 +1,103 @@
+"""Template filters: how dates, links and article text are shortened for a reader."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_BLANK_LINE = re.compile(r"\n\s*\n")
+_TRAILING_PUNCTUATION = ",;:—–-"
+
+
+def format_day(value: date | datetime, *, locale: str, timezone: str, style: str = "long") -> str:
+    """A calendar day in the reader's language; aware datetimes are first moved to `timezone`.
+
+    `locale` may be a BCP 47 tag as in <html lang> ("pt-BR") or Babel's form ("pt_BR").
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(ZoneInfo(timezone))
+        value = value.date()
+    return format_date(value, format=style, locale=locale.replace("-", "_"))
+
+
+@pass_context
+def date_filter(context: Context, value: date | datetime | None, style: str = "long") -> str:
+    """`{{ article.published | date("medium") }}`, using the template's `locale` and `timezone`."""
+    if value is None:
+        return ""
+    return format_day(
+        value,
+        locale=context.get("locale", "en"),
+        timezone=context.get("timezone", "UTC"),
+        style=style,
+    )
+
+
+def domain(url: str) -> str:
+    """The host a link points to, without www.: 'https://www.bbc.co.uk/x' → 'bbc.co.uk'."""
+    host = urlsplit(url).hostname or ""
+    return host.removeprefix("www.")
+
+
+def http_url(url: str) -> str:
+    """The URL when it is http(s), else '' — a feed may carry javascript: or data: links."""
+    return url if urlsplit(url.strip()).scheme.lower() in {"http", "https"} else ""
+
+
+def truncate_words(text: str, count: int = 40, end: str = "…") -> str:
+    """At most `count` words, whitespace collapsed; `end` marks a cut."""
+    words = text.split()
+    if len(words) <= count:
+        return " ".join(words)
+    return " ".join(words[:count]).rstrip(_TRAILING_PUNCTUATION) + end
+
+
+def lead(text: str, sentences: int = 3, words: int = 50) -> str:
+    """The opening sentences of `text` (up to `sentences`, within `words`), for a card summary."""
+    kept: list[str] = []
+    used = 0
+    for sentence in _SENTENCE_END.split(" ".join(text.split())):
+        size = len(sentence.split())
+        if len(kept) == sentences or (kept and used + size > words):
+            break
+        kept.append(sentence)
+        used += size
+    return truncate_words(" ".join(kept), words)
+
+
+def paragraphs(text: str) -> list[str]:
+    """Paragraphs separated by blank lines, each with its whitespace collapsed."""
+    return [" ".join(block.split()) for block in _BLANK_LINE.split(text) if block.strip()]
+
+
+def wrap(text: str, width: int = 78, indent: str = "", first: str | None = None) -> str:
+    """Plain text filled to `width` columns; long URLs stay whole rather than being broken."""
+    return textwrap.fill(
+        " ".join(text.split()),
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+FILTERS: dict[str, Any] = {
+    "date": date_filter,
+    "domain": domain,
+    "http_url": http_url,
+    "lead": lead,
+    "paragraphs": paragraphs,
+    "truncate_words": truncate_words,
+    "wrap": wrap,
+}

@@ -1,0 +1,460 @@
+"""The database: opening it (migrations applied), and the digest's queries.
+
+Rows become frozen dataclasses here; SQLAlchemy objects never leave this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+
+from digest.errors import ConfigError
+from digest.models import Article, Issue, Section, SendResult
+from digest.tables import articles, issue_items, issues, outbox, sources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    name: str
+    location: str
+    last_attempt: datetime | None
+    last_success: datetime | None
+    failures: int
+    last_error: str
+    defect: str
+    articles_seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    issue_id: int
+    subscriber_id: int
+    email: str
+    topics: tuple[str, ...]
+    state: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    subscriber_id: int
+    email: str
+    topics: tuple[str, ...]
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout."""
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise ConfigError(f"database_url {url!r}: {error}") from error
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web app read while a send writes; busy_timeout waits instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is already there)."""
+    config = Config()
+    config.set_main_option("script_location", "digest:migrations")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """Queries over one database. Pass it in; never reach for a global one."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        engine = create_engine(url)
+        try:
+            migrate(engine)
+        except sa.exc.OperationalError as error:
+            raise ConfigError(f"database {engine.url!r}: {error.orig}") from error
+        return cls(engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    # --- sources -------------------------------------------------------------------------
+
+    def source_validators(self, name: str) -> tuple[str, str]:
+        """The (ETag, Last-Modified) remembered for a source, for a conditional GET."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(sources.c.etag, sources.c.last_modified).where(sources.c.name == name)
+            ).first()
+        return (row.etag, row.last_modified) if row else ("", "")
+
+    def record_source_success(
+        self,
+        name: str,
+        location: str,
+        *,
+        now: datetime,
+        etag: str = "",
+        last_modified: str = "",
+        defect: str = "",
+        articles_seen: int = 0,
+    ) -> None:
+        values = {
+            "location": location,
+            "etag": etag,
+            "last_modified": last_modified,
+            "last_attempt": now,
+            "last_success": now,
+            "failures": 0,
+            "last_error": "",
+            "defect": defect,
+            "articles_seen": articles_seen,
+        }
+        with self.transaction() as connection:
+            self._upsert_source(connection, name, values)
+
+    def record_source_failure(self, name: str, location: str, error: str, *, now: datetime) -> None:
+        with self.transaction() as connection:
+            failures = connection.execute(
+                sa.select(sources.c.failures).where(sources.c.name == name)
+            ).scalar()
+            values = {
+                "location": location,
+                "last_attempt": now,
+                "failures": (failures or 0) + 1,
+                "last_error": error,
+            }
+            self._upsert_source(connection, name, values)
+
+    @staticmethod
+    def _upsert_source(connection: Connection, name: str, values: dict[str, Any]) -> None:
+        updated = connection.execute(
+            sa.update(sources).where(sources.c.name == name).values(**values)
+        ).rowcount
+        if not updated:
+            connection.execute(sa.insert(sources).values(name=name, **values))
+
+    def source_health(self) -> list[SourceHealth]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(sources).order_by(sources.c.name)).all()
+        return [
+            SourceHealth(
+                name=row.name,
+                location=row.location,
+                last_attempt=row.last_attempt,
+                last_success=row.last_success,
+                failures=row.failures,
+                last_error=row.last_error,
+                defect=row.defect,
+                articles_seen=row.articles_seen,
+            )
+            for row in rows
+        ]
+
+    # --- articles ------------------------------------------------------------------------
+
+    def known_article_keys(self) -> set[str]:
+        """Every stored id and canonical URL, to skip articles already seen."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(articles.c.id, articles.c.canonical_url)).all()
+        return {row.id for row in rows} | {row.canonical_url for row in rows}
+
+    def save_articles(self, new: Sequence[Article], *, now: datetime) -> int:
+        """Store articles not stored yet (by id or canonical URL); returns how many were new."""
+        known = self.known_article_keys()
+        rows = []
+        for article in new:
+            key = article.canonical_url or article.url
+            if article.id in known or key in known:
+                continue
+            known.update((article.id, key))
+            rows.append(_article_row(article, now))
+        if rows:
+            with self.transaction() as connection:
+                connection.execute(sa.insert(articles), rows)
+        return len(rows)
+
+    def articles_between(self, start: datetime, end: datetime) -> list[Article]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(articles)
+                .where(articles.c.published >= start, articles.c.published < end)
+                .order_by(articles.c.published.desc(), articles.c.id)
+            ).all()
+        return [_article(row) for row in rows]
+
+    def articles_by_id(self, ids: Sequence[str]) -> dict[str, Article]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(articles).where(articles.c.id.in_(ids))).all()
+        return {row.id: _article(row) for row in rows}
+
+    # --- issues --------------------------------------------------------------------------
+
+    def save_issue(self, issue: Issue) -> tuple[Issue, bool]:
+        """Store a draft issue; if its period already has one, return that instead (False)."""
+        existing = self.find_issue(issue.digest, issue.period_key)
+        if existing is not None:
+            return existing, False
+        try:
+            with self.transaction() as connection:
+                issue_id = connection.execute(
+                    sa.insert(issues).values(
+                        digest=issue.digest,
+                        period_key=issue.period_key,
+                        title=issue.title,
+                        intro=issue.intro,
+                        status="draft",
+                        created=issue.created,
+                        updated=issue.created,
+                    )
+                ).inserted_primary_key[0]
+                items = [
+                    {"issue_id": issue_id, "article_id": a.id, "position": i, "section": s.label}
+                    for i, (s, a) in enumerate(
+                        (section, article)
+                        for section in issue.sections
+                        for article in section.articles
+                    )
+                ]
+                if items:
+                    connection.execute(sa.insert(issue_items), items)
+        except sa.exc.IntegrityError:
+            # Another process built this period between our lookup and our insert.
+            winner = self.find_issue(issue.digest, issue.period_key)
+            if winner is None:
+                raise
+            return winner, False
+        stored = self.load_issue(issue_id)
+        assert stored is not None
+        return stored, True
+
+    def find_issue(self, digest: str, period_key: str) -> Issue | None:
+        with self.engine.connect() as connection:
+            issue_id = connection.execute(
+                sa.select(issues.c.id).where(
+                    issues.c.digest == digest, issues.c.period_key == period_key
+                )
+            ).scalar()
+        return self.load_issue(issue_id) if issue_id is not None else None
+
+    def latest_issue_id(self, digest: str | None = None) -> int | None:
+        query = sa.select(sa.func.max(issues.c.id))
+        if digest is not None:
+            query = query.where(issues.c.digest == digest)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
+
+    def load_issue(self, issue_id: int) -> Issue | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(issues).where(issues.c.id == issue_id)).first()
+            if row is None:
+                return None
+            items = connection.execute(
+                sa.select(issue_items, articles)
+                .join(articles, articles.c.id == issue_items.c.article_id)
+                .where(issue_items.c.issue_id == issue_id)
+                .order_by(issue_items.c.position)
+            ).all()
+        sections: dict[str, list[Article]] = {}
+        for item in items:
+            sections.setdefault(item.section, []).append(_article(item))
+        return Issue(
+            id=row.id,
+            digest=row.digest,
+            period_key=row.period_key,
+            title=row.title,
+            intro=row.intro,
+            created=row.created,
+            sections=tuple(Section(label, tuple(items)) for label, items in sections.items()),
+        )
+
+    def issue_status(self, issue_id: int) -> str:
+        with self.engine.connect() as connection:
+            status = connection.execute(
+                sa.select(issues.c.status).where(issues.c.id == issue_id)
+            ).scalar()
+        if status is None:
+            raise ConfigError(f"issue {issue_id}: no such issue")
+        return status
+
+    def set_issue_status(self, issue_id: int, status: str, *, now: datetime) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                sa.update(issues).where(issues.c.id == issue_id).values(status=status, updated=now)
+            )
+
+    # --- outbox --------------------------------------------------------------------------
+
+    def queue_recipients(
+        self, issue_id: int, recipients: Sequence[QueuedRecipient], *, now: datetime
+    ) -> int:
+        """One outbox row per (issue, subscriber), written before anything is sent.
+
+        Recipients that already have a row (a resumed send) are left as they are.
+        """
+        with self.transaction() as connection:
+            present = set(
+                connection.execute(
+                    sa.select(outbox.c.subscriber_id).where(outbox.c.issue_id == issue_id)
+                ).scalars()
+            )
+            rows = [
+                {
+                    "issue_id": issue_id,
+                    "subscriber_id": r.subscriber_id,
+                    "email": r.email,
+                    "topics": list(r.topics),
+                    "state": "queued",
+                    "updated": now,
+                }
+                for r in recipients
+                if r.subscriber_id not in present
+            ]
+            if rows:
+                connection.execute(sa.insert(outbox), rows)
+        return len(rows)
+
+    def claim_queued(self, issue_id: int, limit: int, *, now: datetime) -> list[OutboxRow]:
+        """Move up to `limit` queued rows to `sending` and return them.
+
+        A row is `sending` before its message leaves; a crash leaves it there, and it is not
+        sent again blindly (the operator settles it, see DESIGN §6).
+        """
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(outbox)
+                .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
+                .order_by(outbox.c.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return []
+            connection.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]), outbox.c.state == "queued")
+                .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
+            )
+        return [
+            OutboxRow(
+                id=row.id,
+                issue_id=row.issue_id,
+                subscriber_id=row.subscriber_id,
+                email=row.email,
+                topics=tuple(row.topics),
+                state="sending",
+                attempts=row.attempts + 1,
+            )
+            for row in rows
+        ]
+
+    def record_results(
+        self, results: Sequence[SendResult], message_ids: dict[str, str], *, now: datetime
+    ) -> None:
+        """Settle `sending` rows with the backend's answer (delivery_id is the row id)."""
+        with self.transaction() as connection:
+            for result in results:
+                connection.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.id == int(result.delivery_id))
+                    .values(
+                        state=result.state,
+                        provider_id=result.provider_id,
+                        last_error=result.error,
+                        message_id=message_ids.get(result.delivery_id, ""),
+                        updated=now,
+                    )
+                )
+
+    def release(self, row_ids: Sequence[int], *, now: datetime) -> None:
+        """Give claimed rows back (sending → queued) when nothing was handed to the backend."""
+        with self.transaction() as connection:
+            connection.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_(row_ids), outbox.c.state == "sending")
+                .values(state="queued", attempts=outbox.c.attempts - 1, updated=now)
+            )
+
+    def requeue(self, issue_id: int, states: Sequence[str], *, now: datetime) -> int:
+        with self.transaction() as connection:
+            return connection.execute(
+                sa.update(outbox)
+                .where(outbox.c.issue_id == issue_id, outbox.c.state.in_(states))
+                .values(state="queued", updated=now)
+            ).rowcount
+
+    def outbox_counts(self, issue_id: int) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(outbox.c.state, sa.func.count())
+                .where(outbox.c.issue_id == issue_id)
+                .group_by(outbox.c.state)
+            ).all()
+        counts = {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "unknown": 0}
+        counts.update({state: count for state, count in rows})
+        return counts
+
+
+def _article_row(article: Article, now: datetime) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "source": article.source,
+        "url": article.url,
+        "canonical_url": article.canonical_url or article.url,
+        "guid": article.guid,
+        "title": article.title,
+        "summary": article.summary,
+        "text": article.text,
+        "html": article.html,
+        "author": article.author,
+        "language": article.language,
+        "image": article.image,
+        "categories": list(article.categories),
+        "also_in": list(article.also_in),
+        "published": article.published,
+        "fetched": now,
+    }
+
+
+def _article(row: Any) -> Article:
+    return Article(
+        id=row.id,
+        url=row.url,
+        title=row.title,
+        text=row.text,
+        source=row.source,
+        published=row.published,
+        canonical_url=row.canonical_url,
+        guid=row.guid,
+        summary=row.summary,
+        html=row.html,
+        author=row.author,
+        language=row.language,
+        image=row.image,
+        categories=tuple(row.categories),
+        also_in=tuple(row.also_in),
+    )

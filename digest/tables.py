@@ -1,0 +1,127 @@
+"""The digest's own tables (SQLAlchemy Core); Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, returns aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} reached the database")
+        return value.astimezone(UTC).replace(tzinfo=None) if _is_sqlite(dialect) else value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_sqlite(dialect: object) -> bool:
+    return getattr(dialect, "name", "") == "sqlite"
+
+
+metadata = MetaData()
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("etag", String(500), nullable=False, default=""),
+    Column("last_modified", String(100), nullable=False, default=""),
+    Column("last_attempt", UTCDateTime, nullable=True),
+    Column("last_success", UTCDateTime, nullable=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("defect", Text, nullable=False, default=""),
+    Column("articles_seen", Integer, nullable=False, default=0),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("canonical_url", String(2000), nullable=False, unique=True),
+    Column("guid", String(2000), nullable=False, default=""),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("text", Text, nullable=False, default=""),
+    Column("html", Text, nullable=False, default=""),
+    Column("author", String(500), nullable=False, default=""),
+    Column("language", String(20), nullable=False, default=""),
+    Column("image", Text, nullable=False, default=""),
+    Column("categories", JSON, nullable=False, default=list),
+    Column("also_in", JSON, nullable=False, default=list),
+    Column("published", UTCDateTime, nullable=True),
+    Column("fetched", UTCDateTime, nullable=False),
+    Index("ix_articles_published", "published"),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(100), nullable=False),
+    Column("period_key", String(40), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("intro", Text, nullable=False, default=""),
+    # draft → approved → sending → sent | cancelled
+    Column("status", String(20), nullable=False, default="draft"),
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    # Two schedulers (or a cron run beside `digest serve`) cannot build the same period twice.
+    UniqueConstraint("digest", "period_key", name="uq_issues_digest_period"),
+)
+
+issue_items = Table(
+    "issue_items",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("article_id", ForeignKey("articles.id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("section", String(200), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("topics", JSON, nullable=False, default=list),
+    # queued → sending → sent | failed | unknown
+    Column("state", String(20), nullable=False, default="queued"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("message_id", String(300), nullable=False, default=""),
+    Column("provider_id", String(300), nullable=False, default=""),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("updated", UTCDateTime, nullable=False),
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_outbox_issue_subscriber"),
+    Index("ix_outbox_issue_state", "issue_id", "state"),
+)

@@ -1,0 +1,148 @@
+"""The public web pages: one-click unsubscribe (RFC 8058) and a health check.
+
+`GET /u/{token}` only asks; `POST /u/{token}` unsubscribes. Mail providers POST
+`List-Unsubscribe=One-Click` (form-urlencoded or multipart) with no cookie and follow no
+redirect, so the POST needs nothing but the signed token and answers 200 directly. Any POST to
+a valid token unsubscribes, whatever its body: a reader who wants out is never refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+
+import digest
+from subscribers import service
+from subscribers.models import Subscription
+from subscribers.service import SubscriberError
+from subscribers.tokens import InvalidToken, read_unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+# Pages carry a token in their URL: keep them out of caches, search engines and Referer headers.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+# The hidden field the page's own button adds, so the consent log tells a click on the page
+# from a mail client's one-click POST.
+FROM_PAGE = ("from", "page")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def templates_root() -> Path:
+    """The shipped templates (digest/_templates in a wheel), else the checkout's templates/."""
+    package = Path(digest.__file__).resolve().parent
+    shipped = package / "_templates"
+    return shipped if shipped.is_dir() else package.parent / "templates"
+
+
+def create_app(
+    *,
+    engine: sa.Engine,
+    secret_key: str,
+    publication: str,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The ASGI app; `publication` names the sender on every page."""
+    if not secret_key:
+        raise ValueError("secret_key must not be empty: it verifies unsubscribe links")
+    pages = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_root()),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app = FastAPI(title=publication, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def page(template: str, status_code: int = 200, **context: object) -> HTMLResponse:
+        html = pages.get_template(f"web/{template}").render(publication=publication, **context)
+        return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+    def bad_request(error: SubscriberError) -> HTMLResponse:
+        return page("error.html", 400, message=str(error))
+
+    @app.exception_handler(SubscriberError)
+    async def subscriber_error(request: Request, error: SubscriberError) -> HTMLResponse:
+        return bad_request(error)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/u/{token}")
+    def ask_to_unsubscribe(token: str) -> HTMLResponse:
+        try:
+            subscriber_id, list_name = read_unsubscribe_token(secret_key, token)
+        except InvalidToken as error:
+            return bad_request(error)
+        with engine.connect() as conn:
+            subscription = service.find_subscription(conn, subscriber_id, list_name)
+        if subscription is None or not subscription.is_active:
+            return page("unsubscribed.html", subscription=subscription, list_name=list_name)
+        return page("unsubscribe.html", subscription=subscription, from_page=FROM_PAGE)
+
+    @app.post("/u/{token}")
+    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        try:
+            subscriber_id, list_name = read_unsubscribe_token(secret_key, token)
+        except InvalidToken as error:
+            return bad_request(error)
+        via = _via(await _form_fields(request))
+        subscription = await run_in_threadpool(
+            _unsubscribe, engine, subscriber_id, list_name, via, clock()
+        )
+        return page("unsubscribed.html", subscription=subscription, list_name=list_name)
+
+    return app
+
+
+def _unsubscribe(
+    engine: sa.Engine, subscriber_id: int, list_name: str, via: str, now: datetime
+) -> Subscription | None:
+    with engine.begin() as conn:
+        changed = service.unsubscribe(conn, subscriber_id, list_name, via=via, now=now)
+        subscription = service.find_subscription(conn, subscriber_id, list_name)
+    if changed:
+        log.info("unsubscribed subscriber=%s list=%s via=%s", subscriber_id, list_name, via)
+    return subscription
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """The POST body's text fields; an unreadable body counts as empty (the token suffices)."""
+    try:
+        async with request.form(max_files=1, max_fields=20) as form:
+            return _text_fields(form)
+    except HTTPException as error:  # Starlette's answer to a malformed multipart body
+        log.info("unsubscribe POST with an unreadable body: %s", error.detail)
+        return {}
+
+
+def _text_fields(form: FormData) -> dict[str, str]:
+    return {key: value for key, value in form.multi_items() if isinstance(value, str)}
+
+
+def _via(fields: dict[str, str]) -> str:
+    """How the reader unsubscribed, for the consent log."""
+    if fields.get(FROM_PAGE[0]) == FROM_PAGE[1]:
+        return "link"
+    if fields.get("List-Unsubscribe") == "One-Click":
+        return "one-click"
+    return "post"

@@ -1,0 +1,71 @@
+"""The subscriber tables (SQLAlchemy Core); the digest migrations create them."""
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("title", String(200), nullable=False, default=""),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Stored lower-cased (after IDN normalisation) so uniqueness is case-insensitive.
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("status", String(20), nullable=False, default="active"),  # active | blocked
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("list_id", ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    # Topic names chosen by the subscriber; an empty list means every topic.
+    Column("topics", JSON, nullable=False, default=list),
+    Column("frequency", String(20), nullable=False, default="weekly"),
+    Column("status", String(20), nullable=False, default="active"),  # active | unsubscribed
+    Column("updated", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("subscriber_id", "list_id", name="uq_subscriptions_subscriber_list"),
+)
+
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("list_id", ForeignKey("lists.id", ondelete="CASCADE"), nullable=True),
+    Column("action", String(40), nullable=False),  # subscribed | imported | unsubscribed | ...
+    Column("note", Text, nullable=False, default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_consent_events_subscriber", "subscriber_id"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", String(40), nullable=False),  # bounce | spamreport | manual
+    Column("at", DateTime(timezone=True), nullable=False),
+)

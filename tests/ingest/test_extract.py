@@ -1,0 +1,202 @@
+"""Tests for digest/ingest/extract.py: pages, dispatch by kind, decoding and JSON shape."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.errors import ExtractError
+from digest.ingest.extract import (
+    article_to_json,
+    decode_document,
+    extract_document,
+    extract_page,
+    feed_to_json,
+)
+from digest.models import Article, FeedInfo
+
+ARTICLE_KEYS = {
+    "id", "title", "url", "canonical_url", "published", "author", "language", "text", "html",
+    "image", "source", "summary", "categories", "guid",
+}  # fmt: skip
+
+PARAGRAPH = (
+    "The city council voted on Tuesday to extend the tram line to the northern districts, "
+    "a project that residents have been requesting for more than a decade and that planners "
+    "say will cut commuting times by a third. "
+)
+PAGE = f"""<!DOCTYPE html>
+<html lang="en-GB"><head><meta charset="utf-8">
+<title>Council extends tram line | Example News</title>
+<link rel="canonical" href="/local/tram-line-extended?utm_source=twitter">
+<meta property="og:title" content="Council extends tram line">
+<meta property="og:image" content="/img/tram.jpg">
+<meta property="article:published_time" content="2024-03-05T09:30:00+01:00">
+<meta name="author" content="Jane Reporter">
+</head><body>
+<nav><a href="/">Home</a> <a href="/sport">Sport</a></nav>
+<article><h1>Council extends tram line</h1>
+<p>{PARAGRAPH * 2}</p>
+<p onclick="track()">Read the <a href="/docs/plan.pdf">full plan</a>.{PARAGRAPH}</p>
+<script>window.evil = 1;</script>
+<p>{PARAGRAPH}</p>
+</article>
+<footer>Copyright Example News</footer>
+</body></html>"""
+
+
+def _readability_page(corpus: Path, name: str) -> tuple[bytes, dict[str, object]]:
+    folder = corpus / "extraction_readability_testpages" / "pages" / name
+    metadata = json.loads((folder / "expected-metadata.json").read_text(encoding="utf-8"))
+    return gzip.open(folder / "source.html.gz").read(), metadata
+
+
+@pytest.mark.parametrize("name", ["bbc-1", "guardian-1", "nytimes-1", "ars-1"])
+def test_extract_page_gets_the_title_of_real_pages(corpus: Path, name: str) -> None:
+    html, expected = _readability_page(corpus, name)
+    article = extract_page(html, url=f"https://pages.example/{name}", source="pages")
+    assert article.title == expected["title"]
+    assert len(article.text) > 1000
+    assert "<script" not in article.html
+
+
+def test_extract_page_reads_language_canonical_and_lead_image(corpus: Path) -> None:
+    html, expected = _readability_page(corpus, "bbc-1")
+    article = extract_page(html, url="https://pages.example/bbc-1", source="pages")
+    assert article.language == expected["lang"] == "en"
+    assert article.canonical_url == "http://www.bbc.com/news/world-us-canada-33646704"
+    assert article.published is not None and article.published.date().isoformat() == "2015-07-24"
+    assert article.summary.startswith("President Barack Obama has admitted")
+    assert 'href="http://www.bbc.com/news/world/us_and_canada"' in article.html
+
+
+def test_extract_page_metadata_and_sanitised_html() -> None:
+    article = extract_page(PAGE.encode("utf-8"), url="https://news.example/x?id=1", source="news")
+    assert article.title == "Council extends tram line"
+    assert article.canonical_url == "https://news.example/local/tram-line-extended"
+    assert article.id != ""
+    assert article.url == "https://news.example/x?id=1"
+    assert article.image == "https://news.example/img/tram.jpg"
+    assert article.published == datetime(2024, 3, 5, 8, 30, tzinfo=UTC)
+    assert article.author == "Jane Reporter"
+    assert article.language == "en-gb"
+    assert article.text.startswith("The city council voted on Tuesday")
+    assert "Home" not in article.text and "Copyright" not in article.text
+    assert 'href="https://news.example/docs/plan.pdf"' in article.html
+    for forbidden in ("<script", "onclick", "window.evil", "<h1"):
+        assert forbidden not in article.html
+
+
+def test_extract_page_without_article_text_raises() -> None:
+    with pytest.raises(ExtractError, match=r"^https://news\.example/empty: no article text found$"):
+        extract_page(
+            '<html><body><nav><a href="/">Home</a> <a href="/sport">Sport</a></nav>'
+            "<footer>(c) 2024</footer></body></html>",
+            url="https://news.example/empty",
+            source="news",
+        )
+
+
+def test_extract_document_dispatches_a_feed(corpus: Path) -> None:
+    path = corpus / "feeds_realworld" / "rss-parser" / "heise.atom"
+    result = extract_document(path.read_bytes(), location=str(path), source="heise")
+    assert isinstance(result, tuple)
+    info, articles = result
+    assert info.format == "atom10" and len(articles) == 15
+
+
+def test_extract_document_dispatches_plain_text(seeds: Path) -> None:
+    path = seeds / "000_545cff0c2edb726a.txt"
+    article = extract_document(path.read_bytes(), location=str(path), source="seeds")
+    assert isinstance(article, Article)
+    assert article.published == datetime(2024, 10, 15, 12, 0, tzinfo=UTC)
+    assert "Wiesbaden" in article.text
+
+
+def test_extract_document_uses_content_type_when_there_is_no_suffix() -> None:
+    article = extract_document(
+        b"Short title\n\nBody text here.", location="https://x.example/a", source="x",
+        content_type="text/plain; charset=utf-8",
+    )  # fmt: skip
+    assert isinstance(article, Article)
+    assert (article.title, article.text) == ("Short title", "Body text here.")
+
+
+def test_extract_document_reads_markdown_and_html_files(tmp_path: Path) -> None:
+    markdown = tmp_path / "post.md"
+    markdown.write_text("# Notes on trams\n\nTrams are *quiet*.\n", encoding="utf-8")
+    md_article = extract_document(markdown.read_bytes(), location=str(markdown), source="f")
+    assert isinstance(md_article, Article)
+    assert md_article.title == "Notes on trams"
+    assert "<em>quiet</em>" in md_article.html
+
+    page = tmp_path / "page.html"
+    page.write_text(PAGE, encoding="utf-8")
+    page_article = extract_document(page.read_bytes(), location=str(page), source="f")
+    assert isinstance(page_article, Article)
+    assert page_article.title == "Council extends tram line"
+
+
+def test_decode_document_honours_a_late_charset_meta(corpus: Path) -> None:
+    path = corpus / "feeds_malformed" / "miniflux" / "iso-8859-1-meta-after-1024.html"
+    text = decode_document(path.read_bytes(), "text/html")
+    assert "<title>Frédéric</title>" in text
+    assert "Café" in text
+
+
+def test_extract_document_refuses_binary_data() -> None:
+    with pytest.raises(ExtractError, match=r"^/srv/blob\.bin: "):
+        extract_document(b"\x00\x01\x02PK\x03\x04", location="/srv/blob.bin", source="s")
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "expected"),
+    [
+        ("héllo".encode("utf-8-sig"), "", "héllo"),
+        ("héllo".encode("utf-16"), "", "héllo"),
+        ("héllo".encode("latin-1"), "text/plain; charset=ISO-8859-1", "héllo"),
+        ("héllo €".encode("cp1252"), "", "héllo €"),
+        ("héllo".encode(), "text/html; charset=no-such-charset", "héllo"),
+    ],
+)
+def test_decode_document(data: bytes, content_type: str, expected: str) -> None:
+    assert decode_document(data, content_type) == expected
+
+
+def test_decode_document_never_fails_on_bad_bytes() -> None:
+    assert isinstance(decode_document(bytes(range(256)) * 3), str)
+
+
+def test_article_json_has_exactly_the_contract_keys() -> None:
+    article = Article(
+        id="abc",
+        url="https://x.example/a",
+        title="T",
+        text="Body",
+        source="s",
+        published=datetime(2024, 1, 2, 3, 4, tzinfo=UTC),
+        categories=("a", "b"),
+    )
+    as_json = article_to_json(article)
+    assert set(as_json) == ARTICLE_KEYS
+    assert as_json["published"] == "2024-01-02T03:04:00+00:00"
+    assert as_json["categories"] == ["a", "b"]
+    assert article_to_json(Article(id="x", url="", title="", text="", source="s"))["published"] is None
+    json.dumps(as_json)
+
+
+def test_feed_json_wraps_feed_and_articles() -> None:
+    info = FeedInfo(title="F", link="https://x.example/", format="rss20", defect="")
+    article = Article(id="abc", url="https://x.example/a", title="T", text="Body", source="s")
+    as_json = feed_to_json(info, [article])
+    assert as_json["feed"] == {
+        "title": "F",
+        "link": "https://x.example/",
+        "format": "rss20",
+        "defect": "",
+    }
+    assert [a["id"] for a in as_json["articles"]] == ["abc"]

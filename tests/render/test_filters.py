@@ -1,0 +1,95 @@
+"""Template filters: dates, link hosts, safe links, and shortening article text."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from digest.render.environment import template_environment
+from digest.render.filters import (
+    domain,
+    format_day,
+    http_url,
+    lead,
+    paragraphs,
+    truncate_words,
+    wrap,
+)
+
+
+def test_format_day_uses_locale_and_moves_aware_times_to_the_zone():
+    late = datetime(2025, 3, 2, 23, 30, tzinfo=UTC)
+    assert format_day(late, locale="en", timezone="UTC") == "March 2, 2025"
+    assert format_day(late, locale="fr", timezone="Europe/Paris") == "3 mars 2025"
+    assert (
+        format_day(date(2025, 3, 2), locale="en", timezone="UTC", style="medium") == "Mar 2, 2025"
+    )
+    assert format_day(date(2025, 3, 2), locale="pt-BR", timezone="UTC") == "2 de março de 2025"
+
+
+def test_date_filter_reads_locale_and_timezone_from_the_template():
+    template = template_environment().from_string("{{ when | date('medium') }}|{{ none | date }}")
+    when = datetime(2025, 3, 2, 23, 30, tzinfo=UTC)
+    assert (
+        template.render(when=when, none=None, locale="de", timezone="Europe/Berlin")
+        == "03.03.2025|"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://www.bbc.co.uk/news/x", "bbc.co.uk"),
+        ("http://Example.ORG:8080/a", "example.org"),
+        ("not a url", ""),
+    ],
+)
+def test_domain(url, host):
+    assert domain(url) == host
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://a.example/x", True),
+        ("HTTP://a.example", True),
+        ("javascript:alert(1)", False),
+        (" javascript:alert(1)", False),
+        ("data:text/html,hi", False),
+        ("", False),
+    ],
+)
+def test_http_url_keeps_only_web_links(url, kept):
+    assert http_url(url) == (url if kept else "")
+
+
+def test_truncate_words_cuts_at_a_word_and_marks_the_cut():
+    assert truncate_words("one  two\nthree", 5) == "one two three"
+    assert truncate_words("one, two, three, four", 2) == "one, two…"
+
+
+def test_lead_keeps_whole_opening_sentences_within_the_word_limit():
+    text = "First one here. Second sentence is here! Third? Fourth is never shown."
+    assert lead(text, sentences=3) == "First one here. Second sentence is here! Third?"
+    assert lead(text, sentences=3, words=7) == "First one here. Second sentence is here!"
+    assert lead("word " * 80, words=10) == "word " * 9 + "word…"
+    assert lead("") == ""
+
+
+def test_paragraphs_split_on_blank_lines():
+    assert paragraphs("Hello,\n\n  this is\n  the week.\n \n\nBye") == [
+        "Hello,",
+        "this is the week.",
+        "Bye",
+    ]
+
+
+def test_wrap_fills_columns_without_breaking_urls():
+    url = "https://example.org/" + "x" * 90
+    lines = wrap(f"Read the whole story at {url} today please", 40, indent="  ", first="* ").split(
+        "\n"
+    )
+    assert lines[0].startswith("* Read") and all(line.startswith("  ") for line in lines[1:])
+    assert f"  {url}" in lines
+    assert all(len(line) <= 40 for line in lines if url not in line)

@@ -1,0 +1,232 @@
+"""render_issue and personalise: escaping, markers, size budget, and one-line errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jinja2
+import pytest
+from markupsafe import escape
+
+from digest.errors import RenderError
+from digest.models import Issue, Section
+from digest.render import (
+    GMAIL_CLIP_BYTES,
+    RenderContext,
+    personalise,
+    render_issue,
+    template_environment,
+)
+from digest.render.issue import SIZE_BUDGET_BYTES
+from tests.render.sample_issue import HOSTILE_TEXT, HOSTILE_TITLE, sample_article, sample_issue
+
+BBC_CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "topics_bbc_news"
+
+
+class _Links(HTMLParser):
+    """Collects (href, link text) of every <a> in an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open = dict(attrs).get("href") or ""
+            self.links.append((self._open, ""))
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            href, text = self.links[-1]
+            self.links[-1] = (href, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._open = None
+
+
+def links_of(html: str) -> dict[str, str]:
+    parser = _Links()
+    parser.feed(html)
+    return {text.strip(): href for href, text in parser.links}
+
+
+def render(issue: Issue, env: jinja2.Environment, context: RenderContext, template: str = "digest"):
+    return render_issue(issue, template=template, env=env, context=context)
+
+
+def test_digest_shows_every_headline_linked_with_source_and_sections(env, context):
+    issue = sample_issue(12, intro="Hello readers,\n\nA busy week for transport.")
+    rendered = render(issue, env, context)
+    links = links_of(rendered.html)
+    for section in issue.sections:
+        assert str(escape(section.label)) in rendered.html
+        assert section.label.upper() in rendered.text
+        for article in section.articles:
+            assert links[article.title] == article.url
+            assert article.url in rendered.text
+    assert "A busy week for transport." in rendered.html
+    assert "Also in: Reuters, Associated Press" in rendered.text
+    assert rendered.subject == "Weekly Digest — March 3, 2025"
+    assert rendered.preheader.startswith(issue.sections[0].articles[0].title)
+    assert f"<title>{escape(rendered.subject)}</title>" in rendered.html
+    assert rendered.size_bytes == len(rendered.html.encode("utf-8"))
+
+
+def test_article_text_is_escaped_and_never_run_as_template_code(env, context):
+    rendered = render(sample_issue(6, hostile=True), env, context)
+    assert str(escape(HOSTILE_TITLE)) in rendered.html
+    assert "Budget 49" not in rendered.html and "Budget 49" not in rendered.text
+    assert "<script" not in rendered.html.lower()
+    assert "<img src=x" not in rendered.html
+    assert str(escape(HOSTILE_TEXT.split(". ")[1])) in rendered.html
+    assert "{{ 7*7 }}" in rendered.text  # the text part is not HTML: shown as written
+    assert "{% include 'digest.txt.j2' %}" in rendered.text
+
+
+def test_forged_markers_in_article_text_stay_text_after_personalise(env, context, recipient):
+    rendered = render(sample_issue(6, hostile=True), env, context)
+    html, text = personalise(rendered, recipient)
+    assert "%%digest-0123456789abcdef:unsubscribe_url%%" in text
+    assert "%%digest-0123456789abcdef:email%%" in text
+    assert "%%digest-0123456789abcdef:unsubscribe_url%%" in html
+    assert text.count(recipient["unsubscribe_url"]) == 1
+
+
+def test_article_quoting_a_real_marker_of_another_issue_is_not_filled(env, context, recipient):
+    first = render(sample_issue(3), env, context)
+    quoted = f"%%digest-{first.nonce}:unsubscribe_url%%"
+    attack = replace(
+        sample_issue(3), sections=(Section("Leaks", (sample_article(1, title=quoted),)),)
+    )
+    second = render(attack, env, context)
+    assert second.nonce != first.nonce
+    html, text = personalise(second, recipient)
+    assert quoted in html and quoted in text
+
+
+def test_personalise_fills_the_unsubscribe_link_escaped_in_html_and_plain_in_text(
+    env, context, recipient
+):
+    rendered = render(sample_issue(5), env, context)
+    html, text = personalise(rendered, recipient)
+    links = links_of(html)
+    assert links["Unsubscribe"] == recipient["unsubscribe_url"]
+    assert links["Choose topics and frequency"] == recipient["preferences_url"]
+    assert "unsubscribe?t=abc.def&amp;list=demo" in html
+    assert f"Unsubscribe: {recipient['unsubscribe_url']}" in text
+    assert recipient["email"] in html and recipient["email"] in text
+    assert "%%digest-" not in html + text
+
+
+def test_personalised_values_are_escaped_and_not_scanned_again(env, context, recipient):
+    rendered = render(sample_issue(2), env, context)
+    sneaky = f'"><script>x</script>%%digest-{rendered.nonce}:email%%'
+    html, text = personalise(rendered, {**recipient, "email": sneaky})
+    assert "<script>x" not in html
+    assert sneaky in text  # text is not HTML; the marker inside the value was not refilled
+
+
+def test_personalise_without_a_value_raises(env, context, recipient):
+    rendered = render(sample_issue(2), env, context)
+    values = {name: value for name, value in recipient.items() if name != "unsubscribe_url"}
+    with pytest.raises(RenderError, match="unsubscribe_url"):
+        personalise(rendered, values)
+
+
+def test_same_issue_renders_the_same_bytes(env, context):
+    assert render(sample_issue(8), env, context) == render(sample_issue(8), env, context)
+
+
+def test_thirty_articles_stay_under_the_gmail_clip(env, context):
+    rendered = render(sample_issue(30, intro="Hello readers."), env, context)
+    print(f"\n30-article digest: {rendered.size_bytes} bytes of HTML")
+    assert rendered.size_bytes < SIZE_BUDGET_BYTES < GMAIL_CLIP_BYTES
+    assert rendered.warnings == ()
+
+
+def test_thirty_real_bbc_articles_stay_under_the_gmail_clip(env, context):
+    corpus = BBC_CORPUS / "bbc_news.jsonl.gz"
+    if not corpus.exists():
+        pytest.skip(f"corpus absent: {corpus}")
+    with gzip.open(corpus, "rt", encoding="utf-8") as lines:
+        records = [json.loads(line) for _, line in zip(range(30), lines, strict=False)]
+    articles = [
+        sample_article(number, title=record["title"], text=record["text"])
+        for number, record in enumerate(records)
+    ]
+    issue = replace(sample_issue(30), sections=(Section("Business", tuple(articles)),))
+    rendered = render(issue, env, context)
+    print(f"\n30 BBC articles: {rendered.size_bytes} bytes of HTML")
+    assert rendered.size_bytes < SIZE_BUDGET_BYTES
+    assert str(escape(records[29]["title"])) in rendered.html
+
+
+def test_an_oversized_issue_carries_a_clip_warning(env, context):
+    rendered = render(sample_issue(250), env, context)
+    assert rendered.size_bytes > SIZE_BUDGET_BYTES
+    assert any("Gmail clips" in warning for warning in rendered.warnings)
+
+
+def test_subject_stays_on_one_line(env, context):
+    issue = replace(sample_issue(1), title="Weekly\r\nBcc: victim@example.com")
+    assert render(issue, env, context).subject == "Weekly Bcc: victim@example.com — March 3, 2025"
+
+
+def test_dates_follow_the_locale_and_timezone(env):
+    context = RenderContext(
+        publication="Demo", base_url="https://d.example", locale="de", timezone="Pacific/Auckland"
+    )
+    rendered = render(sample_issue(2), env, context)
+    assert rendered.subject == "Weekly Digest — 3. März 2025"  # 07:00 UTC is 20:00 in Auckland
+    assert '<html lang="de"' in rendered.html
+
+
+def _user_env(tmp_path: Path, name: str, source: str) -> jinja2.Environment:
+    (tmp_path / name).write_text(source, encoding="utf-8")
+    return template_environment(tmp_path)
+
+
+def test_template_syntax_error_is_one_line_with_file_and_line(tmp_path, context):
+    env = _user_env(tmp_path, "digest.mjml.j2", "<mjml>\n<mj-body>\n{% for x in %}\n</mjml>\n")
+    with pytest.raises(RenderError) as raised:
+        render(sample_issue(2), env, context)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert re.search(r"digest\.mjml\.j2:3: template syntax error", message)
+
+
+def test_undefined_variable_names_the_template_line(tmp_path, context):
+    env = _user_env(tmp_path, "digest.mjml.j2", "<mjml>\n<mj-body>{{ issue.subtitle }}</mj-body>\n")
+    with pytest.raises(RenderError, match=r"digest\.mjml\.j2:2: UndefinedError: .*subtitle"):
+        render(sample_issue(2), env, context)
+
+
+def test_mjml_that_does_not_compile_raises(tmp_path, context):
+    source = "<mjml><mj-body><mj-section><mj-column><mj-text>{{ unsubscribe_url }}</mjml>"
+    env = _user_env(tmp_path, "digest.mjml.j2", source)
+    with pytest.raises(RenderError, match="digest.mjml.j2: MJML does not compile"):
+        render(sample_issue(2), env, context)
+
+
+def test_template_without_unsubscribe_link_is_refused(tmp_path, context):
+    source = (
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    env = _user_env(tmp_path, "digest.mjml.j2", source)
+    with pytest.raises(RenderError, match="unsubscribe_url"):
+        render(sample_issue(2), env, context)
+
+
+def test_unknown_template_and_locale_raise(env, context):
+    with pytest.raises(RenderError, match="'weekly.mjml.j2' not found"):
+        render(sample_issue(2), env, context, template="weekly")
+    with pytest.raises(RenderError, match="unknown locale 'xx'"):
+        render(sample_issue(2), env, RenderContext("Demo", "https://d.example", locale="xx"))
