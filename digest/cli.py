@@ -58,7 +58,9 @@ def handled(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (DigestError, SubscriberError) as error:
-            console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+            console.print(
+                f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

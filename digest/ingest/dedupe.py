@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,10 @@ TEXT_ONLY_CONTAINMENT = 0.8  # a retitled copy: the text alone has to be the sam
 MIN_SHINGLES_TEXT_ONLY = 50  # short texts share boilerplate too easily to match on alone
 # Words or shingles in more kept articles than this are too common to find candidates by.
 MAX_POSTINGS = 50
+# Candidates for the text-only match are found by one shingle in this many (chosen by a stable
+# hash, so both copies sample the same ones), then confirmed on all of them.
+SHINGLE_SAMPLE = 4
+SAMPLE_SLACK = 0.2  # the sample's estimate of containment may run this far below the truth
 
 _WORD = re.compile(r"\w+")
 
@@ -34,7 +39,9 @@ class _Fingerprint:
     keys: tuple[str, ...]  # exact identities: canonical URL, globally unique GUID
     title: str
     title_words: frozenset[str]
+    title_numbers: frozenset[str]  # "Q3", "2024", "4.75": titles differing here differ in story
     shingles: frozenset[int]
+    sample: frozenset[int]  # the shingles used to look up candidates
 
 
 @dataclass(slots=True)
@@ -52,7 +59,7 @@ class _Index:
         for word in fingerprint.title_words:
             self.by_word[word].append(index)
         if len(fingerprint.shingles) >= MIN_SHINGLES_TEXT_ONLY:
-            for shingle in fingerprint.shingles:
+            for shingle in fingerprint.sample:
                 self.by_shingle[shingle].append(index)
         return index
 
@@ -92,12 +99,16 @@ def _fingerprint(article: Article) -> _Fingerprint:
         keys.append(f"url {url}")
     if article.guid:
         keys.append(f"guid {_global_guid(article)}")
-    words = _WORD.findall(article.text.lower())
+    text_words = _WORD.findall(article.text.lower())
     shingles = frozenset(
-        hash(tuple(words[i : i + SHINGLE_WORDS])) for i in range(len(words) - SHINGLE_WORDS + 1)
+        zlib.crc32(" ".join(text_words[i : i + SHINGLE_WORDS]).encode())
+        for i in range(len(text_words) - SHINGLE_WORDS + 1)
     )
+    sample = frozenset(shingle for shingle in shingles if shingle % SHINGLE_SAMPLE == 0)
     title = default_process(article.title)
-    return _Fingerprint(tuple(keys), title, frozenset(title.split()), shingles)
+    words = frozenset(title.split())
+    numbers = frozenset(word for word in words if any(c.isdigit() for c in word))
+    return _Fingerprint(tuple(keys), title, words, numbers, shingles, sample)
 
 
 def _global_guid(article: Article) -> str:
@@ -122,6 +133,7 @@ def _title_match(fingerprint: _Fingerprint, index: _Index) -> int | None:
         kept = index.prints[candidate]
         if (
             len(kept.title_words) >= MIN_TITLE_WORDS
+            and kept.title_numbers == fingerprint.title_numbers
             and fuzz.token_set_ratio(fingerprint.title, kept.title) >= TITLE_SIMILARITY
             and _texts_agree(fingerprint.shingles, kept.shingles)
         ):
@@ -137,22 +149,23 @@ def _texts_agree(a: frozenset[int], b: frozenset[int]) -> bool:
 
 def _text_match(fingerprint: _Fingerprint, index: _Index) -> int | None:
     """The first kept article with the same long text, whatever its title says."""
-    if len(fingerprint.shingles) < MIN_SHINGLES_TEXT_ONLY:
+    if len(fingerprint.shingles) < MIN_SHINGLES_TEXT_ONLY or not fingerprint.sample:
         return None
     shared: Counter[int] = Counter()
     uncounted = 0  # common shingles are not looked up, so `shared` may fall short by this
-    for shingle in fingerprint.shingles:
+    for shingle in fingerprint.sample:
         posting = index.by_shingle.get(shingle, [])
         if len(posting) <= MAX_POSTINGS:
             shared.update(posting)
         else:
             uncounted += 1
     for candidate in sorted(shared):
-        kept = index.prints[candidate].shingles
-        needed = TEXT_ONLY_CONTAINMENT * min(len(kept), len(fingerprint.shingles))
+        kept = index.prints[candidate]
+        smaller_sample = min(len(kept.sample), len(fingerprint.sample))
+        estimate = (shared[candidate] + uncounted) / max(smaller_sample, 1)
         if (
-            shared[candidate] + uncounted >= needed
-            and _containment(fingerprint.shingles, kept) >= TEXT_ONLY_CONTAINMENT
+            estimate >= TEXT_ONLY_CONTAINMENT - SAMPLE_SLACK
+            and _containment(fingerprint.shingles, kept.shingles) >= TEXT_ONLY_CONTAINMENT
         ):
             return candidate
     return None

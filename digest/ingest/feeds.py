@@ -95,7 +95,10 @@ def _parse_xml_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, li
     # It strips DOCTYPEs (keeping only literal entities), so neither external entities nor
     # nested "billion laughs" entities are ever expanded.
     parsed = feedparser.parse(
-        io.BytesIO(repaired), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        io.BytesIO(repaired),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
     )
     defect = _one_line(parsed.get("bozo_exception")) if parsed.get("bozo") else repair
     feed = parsed.get("feed", {})

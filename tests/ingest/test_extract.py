@@ -185,7 +185,9 @@ def test_article_json_has_exactly_the_contract_keys() -> None:
     assert set(as_json) == ARTICLE_KEYS
     assert as_json["published"] == "2024-01-02T03:04:00+00:00"
     assert as_json["categories"] == ["a", "b"]
-    assert article_to_json(Article(id="x", url="", title="", text="", source="s"))["published"] is None
+    assert (
+        article_to_json(Article(id="x", url="", title="", text="", source="s"))["published"] is None
+    )
     json.dumps(as_json)
 
 

@@ -1,0 +1,205 @@
+"""The command-line contract: JSON shapes on stdout, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digest.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO.parent / "shared" / "seeds" / "000_545cff0c2edb726a.txt"
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def seed() -> Path:
+    if not SEED.is_file():
+        pytest.skip(f"the seed article is absent: {SEED}")
+    return SEED
+
+
+def test_extract_seed_prints_only_json_on_stdout(seed: Path) -> None:
+    # A real process, so nothing but the JSON can reach stdout.
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "extract", str(seed), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    article = json.loads(done.stdout)
+    assert article["title"] == "Rutte: NATO will do what’s necessary to ensure Ukraine’s victory"
+    assert article["published"].startswith("2024-10-15")
+    assert "Wiesbaden" in article["text"]
+    for boilerplate in (
+        "officials expect nato's new chief",
+        "Related:",
+        "Become a Patron",
+        "cup of coffee",
+    ):
+        assert boilerplate not in article["text"]
+    assert set(article) >= {
+        "title",
+        "url",
+        "canonical_url",
+        "published",
+        "author",
+        "language",
+        "text",
+        "html",
+        "image",
+        "source",
+    }
+
+
+def test_extract_feed_prints_feed_and_articles(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        """<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
+        <link>https://example.org/</link>
+        <item><title>One</title><link>https://example.org/1?utm_source=x</link>
+        <pubDate>Tue, 24 Nov 2026 10:00:00 GMT</pubDate><description>First.</description></item>
+        <item><title>Two</title><link>https://example.org/2</link></item>
+        </channel></rss>""",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["extract", str(feed), "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["feed"]["title"] == "T"
+    assert [a["title"] for a in data["articles"]] == ["One", "Two"]
+    assert data["articles"][0]["canonical_url"] == "https://example.org/1"
+
+
+def test_extract_of_a_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["extract", str(tmp_path / "nope.html"), "--json"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.html" in lines[0]
+
+
+def test_bad_usage_exits_2() -> None:
+    assert runner.invoke(app, ["send"]).exit_code == 2
+    assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        'version = 1\n[[digests]]\nname = "weekly"\ntitle = "W"\ntimezone = "Mars/Olympus"\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["--config", str(config), "build"])
+    assert result.exit_code == 1
+    message = result.stderr.strip()
+    assert str(config) in message and "digests[0: weekly].timezone" in message
+    assert "Mars/Olympus" in message and len(message.splitlines()) == 1
+
+
+def test_missing_config_points_at_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1
+    assert "digest.toml: no such file" in result.stderr
+
+
+def test_group_reads_jsonl_and_prints_topics(tmp_path: Path) -> None:
+    lines = []
+    for i in range(6):
+        lines.append(
+            {
+                "id": f"f{i}",
+                "title": f"Football cup final match {i}",
+                "text": "The football club won the cup final match in extra time.",
+            }
+        )
+        lines.append(
+            {
+                "id": f"b{i}",
+                "title": f"Central bank interest rates {i}",
+                "text": "The central bank raised interest rates to curb inflation.",
+            }
+        )
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    result = runner.invoke(app, ["group", str(source), "--json"])
+    assert result.exit_code == 0, result.stderr
+    topics = json.loads(result.stdout)["topics"]
+    groups = sorted(sorted(topic["article_ids"]) for topic in topics)
+    assert groups == [[f"b{i}" for i in range(6)], [f"f{i}" for i in range(6)]]
+    assert all(" · " in topic["label"] for topic in topics)
+
+
+def test_group_reports_the_bad_line(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "title": "A", "text": "x"}\n{not json\n', encoding="utf-8")
+    result = runner.invoke(app, ["group", str(source), "--json"])
+    assert result.exit_code == 1
+    assert "in.jsonl" in result.stderr and "line 2" in result.stderr
+
+
+def test_step_by_step_commands_work_on_the_demo_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    assert runner.invoke(app, ["demo", str(folder), "--json"]).exit_code == 0
+    config = ["--config", str(folder / "digest.toml")]
+
+    fetched = runner.invoke(app, [*config, "fetch", "--json"])
+    assert fetched.exit_code == 0, fetched.stderr
+    assert json.loads(fetched.stdout)["stored"] == 0  # everything is known already
+
+    health = json.loads(runner.invoke(app, [*config, "sources", "--json"]).stdout)["sources"]
+    assert len(health) == 5 and all(s["failures"] == 0 and s["last_success"] for s in health)
+
+    built = runner.invoke(app, [*config, "build", "--json"])
+    assert built.exit_code == 0, built.stderr
+    issue = json.loads(built.stdout)
+    assert issue["issue_id"] == 1 and issue["created"] is False
+    assert {"label", "article_ids"} <= set(issue["sections"][0])
+
+    out = tmp_path / "preview"
+    previewed = runner.invoke(app, [*config, "preview", "1", "--out", str(out), "--json"])
+    assert previewed.exit_code == 0, previewed.stderr
+    assert Path(json.loads(previewed.stdout)["html"]).read_text().count("<html") == 1
+
+    sent = runner.invoke(app, [*config, "send", "1", "--json"])
+    assert sent.exit_code == 0, sent.stderr
+    assert json.loads(sent.stdout) == {
+        "issue_id": 1,
+        "sent": 20,
+        "failed": 0,
+        "unknown": 0,
+        "queued": 0,
+    }
+    status = json.loads(runner.invoke(app, [*config, "status", "1", "--json"]).stdout)
+    assert status["status"] == "sent" and status["sent"] == 20
+
+    listed = json.loads(runner.invoke(app, [*config, "subscribers", "list", "--json"]).stdout)
+    assert len(listed["subscribers"]) == 20
+
+    added = runner.invoke(
+        app, [*config, "subscribers", "add", "New.Reader@Example.org", "--topics", "Sport"]
+    )
+    assert added.exit_code == 0, added.stderr
+    unknown = runner.invoke(
+        app, [*config, "subscribers", "add", "x@example.org", "--topics", "Knitting"]
+    )
+    assert unknown.exit_code == 1 and "Knitting" in unknown.stderr
+
+    bad_csv = tmp_path / "more.csv"
+    bad_csv.write_text("email,topics\ngood@example.org,Sport\nnot-an-email,\n", encoding="utf-8")
+    imported = runner.invoke(
+        app, [*config, "subscribers", "import", str(bad_csv), "--consent", "fair", "--json"]
+    )
+    assert imported.exit_code == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert report["added"] == 1 and [r["line"] for r in report["rejected"]] == [3]

@@ -1,0 +1,167 @@
+"""End to end: `digest demo` from bundled samples to delivered .eml files, and unsubscribing."""
+
+from __future__ import annotations
+
+import csv
+import email
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from digest.cli import app
+from digest.config import load_settings
+from digest.deliver.backends import backend_from_url
+from digest.pipeline import send_issue
+from digest.store import Store
+from digest.web.app import create_app
+from subscribers.service import audience
+
+UNSUBSCRIBE = re.compile(r"<(https?://[^>]+/u/([^>]+))>, <mailto:([^>]+)>")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("demo") / "digest-demo"
+    result = CliRunner().invoke(app, ["demo", str(folder), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _messages(demo: dict) -> dict[str, EmailMessage]:
+    messages = {}
+    for path in sorted(Path(demo["outbox"]).glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=default)
+        messages[str(message["To"])] = message
+    return messages
+
+
+def _text(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def _html(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()
+
+
+def _subscribers(demo: dict) -> dict[str, tuple[str, ...]]:
+    with open(Path(demo["folder"]) / "subscribers.csv", encoding="utf-8") as handle:
+        return {
+            row["email"].lower(): tuple(t for t in row["topics"].split(";") if t)
+            for row in csv.DictReader(handle)
+        }
+
+
+def test_demo_reports_its_run(demo: dict) -> None:
+    assert demo["sources"] == 5 and demo["failed_sources"] == 0
+    assert demo["articles"] >= 30
+    assert demo["duplicates"] >= 2
+    assert len(demo["topics"]) >= 5
+    assert demo["sent"] == 20
+    assert Path(demo["preview"]).is_file()
+
+
+def test_every_subscriber_gets_exactly_one_message(demo: dict) -> None:
+    messages = _messages(demo)
+    assert sorted(messages) == sorted(_subscribers(demo))
+    assert len(list(Path(demo["outbox"]).glob("*.eml"))) == 20
+
+
+def test_each_message_has_the_headers_receivers_require(demo: dict) -> None:
+    message_ids = set()
+    for address, message in _messages(demo).items():
+        assert message["From"] == "Demo Digest <digest@demo.example.org>"
+        assert message["To"] == address
+        assert message["Subject"].startswith("The Tamsett Valley Weekly")
+        assert message["Date"].datetime.tzinfo is not None
+        message_ids.add(message["Message-ID"])
+        assert message["List-Id"] == "The Tamsett Valley Weekly <weekly.demo.example.org>"
+        assert UNSUBSCRIBE.fullmatch(message["List-Unsubscribe"]), message["List-Unsubscribe"]
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message.get_content_type() == "multipart/alternative"
+        parts = [part.get_content_type() for part in message.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+    assert len(message_ids) == 20
+
+
+def test_messages_carry_the_issue_with_a_preheader_and_working_links(demo: dict) -> None:
+    message = _messages(demo)["ada.fenwick@example.org"]  # subscribed to every topic
+    html, text = _html(message), _text(message)
+    unsubscribe_url = UNSUBSCRIBE.fullmatch(message["List-Unsubscribe"]).group(1)
+    assert f'href="{unsubscribe_url}"' in html
+    assert unsubscribe_url in text
+    for topic in demo["topics"]:
+        assert topic.upper() in text
+    # The preheader: hidden text at the top of the body that inboxes show beside the subject.
+    assert re.search(r'<div style="display:none;[^"]*"[^>]*>[^<]{20,}', html)
+    assert "%%digest-" not in html and "%%digest-" not in text
+
+
+def test_subscribers_only_get_the_topics_they_chose(demo: dict) -> None:
+    messages = _messages(demo)
+    for address, topics in _subscribers(demo).items():
+        if not topics:
+            continue
+        text = _text(messages[address])
+        for topic in demo["topics"]:
+            assert (topic.upper() in text) == (topic in topics), (address, topic)
+
+
+def test_duplicates_appear_once_and_boilerplate_is_gone(demo: dict) -> None:
+    text = _text(_messages(demo)["ada.fenwick@example.org"])
+    assert "also in" in text.lower()
+    assert "Related:" not in text
+    assert "cookie" not in text.lower()
+    titles = re.findall(r"^\* (.+)$", text, flags=re.MULTILINE)
+    assert len(titles) == len(set(titles)) >= 25
+
+
+def test_running_the_demo_again_sends_nobody_a_second_copy(demo: dict) -> None:
+    result = CliRunner().invoke(app, ["demo", demo["folder"], "--json"])
+    assert result.exit_code == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert again["issue_id"] == demo["issue_id"]
+    assert len(list(Path(demo["outbox"]).glob("*.eml"))) == 20
+
+
+async def test_one_click_unsubscribe_sticks_for_the_next_issue(demo: dict) -> None:
+    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
+    store = Store.open(settings.database_url)
+    message = _messages(demo)["celeste.marr@example.net"]
+    url = UNSUBSCRIBE.fullmatch(message["List-Unsubscribe"]).group(1)
+    web = create_app(
+        engine=store.engine, secret_key=settings.require_secret_key(), publication="Demo"
+    )
+    with TestClient(web) as client:
+        response = client.post(
+            url.removeprefix(settings.base_url),
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 200
+    with store.transaction() as connection:
+        emails = {r.email for r in audience(connection, "weekly")}
+    assert "celeste.marr@example.net" not in emails and len(emails) == 19
+
+    issue = store.load_issue(demo["issue_id"])
+    assert issue is not None
+    next_issue, created = store.save_issue(replace(issue, id=None, period_key="next-week"))
+    assert created
+    outbox = Path(demo["folder"]) / "next-outbox"
+    report = await send_issue(
+        settings,
+        store,
+        next_issue.id,
+        backend_from_url(f"file://{outbox}"),
+        clock=lambda: datetime.now(UTC),
+    )
+    assert (report.sent, report.failed, report.unknown, report.queued) == (19, 0, 0, 0)
+    recipients = {p.name.split("-", 1)[1].removesuffix(".eml") for p in outbox.glob("*.eml")}
+    assert "celeste.marr@example.net" not in recipients and len(recipients) == 19
