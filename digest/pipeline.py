@@ -177,7 +177,10 @@ def _read_source(
         except (SourceError, ExtractError) as error:
             errors.append(str(error))
             continue
-        if isinstance(document, Article):
+        mismatch = _kind_mismatch(source.kind, document)
+        if mismatch:
+            errors.append(f"{source.name}: {location}: {mismatch}")
+        elif isinstance(document, Article):
             articles.append(document)
         else:
             info, items = document
@@ -196,6 +199,16 @@ def _read_source(
         ),
         articles,
     )
+
+
+def _kind_mismatch(kind: str, document: Article | tuple[object, object]) -> str:
+    """A source's declared kind guards against a URL that silently changed meaning."""
+    is_feed = not isinstance(document, Article)
+    if kind == "feed" and not is_feed:
+        return 'kind = "feed", but this is an article page, not a feed'
+    if kind in ("page", "file") and is_feed:
+        return f'kind = "{kind}", but this is a feed'
+    return ""
 
 
 # --- build -------------------------------------------------------------------------------

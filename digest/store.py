@@ -59,10 +59,24 @@ def create_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as error:
-        raise ConfigError(f"database_url {url!r}: {error}") from error
+        raise ConfigError(f"database_url {_redact(url)!r}: {_first_line(error)}") from error
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _redact(url: str) -> str:
+    """The URL as it may be shown: never with its password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def _first_line(error: object) -> str:
+    """Drivers explain over several lines; our errors are one line."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -95,7 +109,7 @@ class Store:
         try:
             migrate(engine)
         except sa.exc.OperationalError as error:
-            raise ConfigError(f"database {engine.url!r}: {error.orig}") from error
+            raise ConfigError(f"database {engine.url!r}: {_first_line(error.orig)}") from error
         return cls(engine)
 
     @contextmanager

@@ -165,3 +165,25 @@ async def test_one_click_unsubscribe_sticks_for_the_next_issue(demo: dict) -> No
     assert (report.sent, report.failed, report.unknown, report.queued) == (19, 0, 0, 0)
     recipients = {p.name.split("-", 1)[1].removesuffix(".eml") for p in outbox.glob("*.eml")}
     assert "celeste.marr@example.net" not in recipients and len(recipients) == 19
+
+
+def test_a_source_whose_content_contradicts_its_kind_fails_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    assert CliRunner().invoke(app, ["demo", str(folder), "--json"]).exit_code == 0
+    config = folder / "digest.toml"
+    text = config.read_text(encoding="utf-8")
+    # Point the first feed source at the HTML article page.
+    config.write_text(
+        text.replace('url = "sources/courier.rss.xml"', 'url = "sources/fibre-hill-farms.html"'),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["--config", str(config), "fetch", "--json"])
+    assert result.exit_code == 0, result.stderr
+    outcomes = {s["name"]: s for s in json.loads(result.stdout)["sources"]}
+    assert "not a feed" in outcomes["brindlemoor-courier"]["error"]
+    assert all(not s["error"] for name, s in outcomes.items() if name != "brindlemoor-courier")
+    health = json.loads(
+        CliRunner().invoke(app, ["--config", str(config), "sources", "--json"]).stdout
+    )
+    courier = next(s for s in health["sources"] if s["name"] == "brindlemoor-courier")
+    assert courier["failures"] == 1 and "not a feed" in courier["last_error"]

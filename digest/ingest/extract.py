@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -27,6 +28,7 @@ LEAD_MIN_WORDS = 8
 MIN_ARTICLE_WORDS = 10
 CANONICAL_XPATH = "//link[@rel='canonical']/@href"
 OG_URL_XPATH = "//meta[@property='og:url']/@content"
+PUBLISHED_XPATH = "//meta[@property='article:published_time']/@content"
 CHARSET_SNIFF_BYTES = 16_384  # charset <meta> tags sometimes sit after 1024 bytes of <head>
 
 _BOMS = (
@@ -70,11 +72,11 @@ def decode_document(data: bytes, content_type: str = "") -> str:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(codec, errors="replace")
-    declared = _CHARSET_PARAM.search(content_type)
-    meta = _META_CHARSET.search(data[:CHARSET_SNIFF_BYTES])
-    candidates = [m.group(1) if isinstance(m.group(1), str) else m.group(1).decode("ascii")
-                  for m in (declared, meta) if m]  # fmt: skip
-    for charset in [*candidates, "utf-8"]:
+    declared = [m.group(1) for m in [_CHARSET_PARAM.search(content_type)] if m]
+    in_meta = [
+        m.group(1).decode("ascii") for m in [_META_CHARSET.search(data[:CHARSET_SNIFF_BYTES])] if m
+    ]
+    for charset in [*declared, *in_meta, "utf-8"]:
         try:
             return data.decode(_known_codec(charset))
         except (LookupError, UnicodeDecodeError):
@@ -95,7 +97,7 @@ def extract_page(html: bytes | str, *, url: str, source: str, content_type: str 
     if tree is None:
         raise ExtractError(f"{url}: no article text found")
     page_meta = _page_metadata(tree, url)
-    page_url = page_meta["canonical"] or url
+    page_url = page_meta.canonical or url
     document = trafilatura.bare_extraction(
         tree,
         url=page_url,  # the base trafilatura resolves relative links against
@@ -108,8 +110,8 @@ def extract_page(html: bytes | str, *, url: str, source: str, content_type: str 
     if document is None or document.body is None:
         raise ExtractError(f"{url}: no article text found")
     title = " ".join((document.title or "").split())
-    html = sanitize_html(_article_html(document.body, title), base_url=page_url)
-    text = html_to_text(html)
+    article_html = sanitize_html(_article_html(document.body, title), base_url=page_url)
+    text = html_to_text(article_html)
     if len(text.split()) < MIN_ARTICLE_WORDS:
         raise ExtractError(f"{url}: no article text found")
     canonical = canonical_url(page_url)
@@ -119,12 +121,12 @@ def extract_page(html: bytes | str, *, url: str, source: str, content_type: str 
         title=title or shorten(text, 120),
         text=text,
         source=source,
-        published=page_meta["published"] or _date_to_utc(document.date),
+        published=page_meta.published or _date_to_utc(document.date),
         canonical_url=canonical,
         summary=shorten(document.description or _lead_paragraph(text), SUMMARY_LIMIT),
-        html=html,
+        html=article_html,
         author=" ".join((document.author or "").split()),
-        language=page_meta["language"] or (document.language or ""),
+        language=page_meta.language or (document.language or ""),
         image=urljoin(page_url, document.image) if document.image else "",
         categories=tuple(document.categories or ()),
     )
@@ -140,7 +142,7 @@ def _lead_paragraph(text: str) -> str:
 def _article_html(body: lxml.etree._Element, title: str) -> str:
     """trafilatura's body as simple HTML, headings fitted to h2-h4, without a repeated title."""
     tree = convert_to_html(body)
-    headings = [h for h in tree.iter("h1", "h2", "h3", "h4", "h5", "h6")]
+    headings = list(tree.iter("h1", "h2", "h3", "h4", "h5", "h6"))
     if headings and " ".join("".join(headings[0].itertext()).split()) == title:
         _remove_keeping_tail(headings[0])
     for heading in tree.iter("h1", "h5", "h6"):
@@ -160,20 +162,26 @@ def _remove_keeping_tail(element: lxml.etree._Element) -> None:
     parent.remove(element)
 
 
-def _page_metadata(tree: HtmlElement, url: str) -> dict[str, Any]:
-    """What trafilatura does not give us: <html lang>, the declared canonical, a timed date."""
+@dataclass(frozen=True, slots=True)
+class _PageMetadata:
+    """What trafilatura does not give us: the declared canonical, <html lang>, a timed date."""
 
+    canonical: str
+    language: str
+    published: datetime | None
+
+
+def _page_metadata(tree: HtmlElement, url: str) -> _PageMetadata:
     def first(xpath: str) -> str:
         values = [str(v).strip() for v in tree.xpath(xpath) if str(v).strip()]
         return values[0] if values else ""
 
     canonical = first(CANONICAL_XPATH) or first(OG_URL_XPATH)
-    published = first("//meta[@property='article:published_time']/@content")
-    return {
-        "canonical": urljoin(url, canonical) if canonical else "",
-        "language": first("/html/@lang").lower(),
-        "published": _iso_to_utc(published),
-    }
+    return _PageMetadata(
+        canonical=urljoin(url, canonical) if canonical else "",
+        language=first("/html/@lang").lower(),
+        published=_iso_to_utc(first(PUBLISHED_XPATH)),
+    )
 
 
 def _iso_to_utc(value: str) -> datetime | None:

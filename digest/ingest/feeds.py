@@ -94,12 +94,8 @@ def _parse_xml_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, li
     # A BytesIO, never bare bytes or str: feedparser treats a string as a path or URL to open.
     # It strips DOCTYPEs (keeping only literal entities), so neither external entities nor
     # nested "billion laughs" entities are ever expanded.
-    parsed = feedparser.parse(
-        io.BytesIO(repaired),
-        response_headers=headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    # feedparser resolves relative links (honouring xml:base); nh3 sanitises, later, once.
+    parsed = feedparser.parse(io.BytesIO(repaired), response_headers=headers, sanitize_html=False)
     defect = _one_line(parsed.get("bozo_exception")) if parsed.get("bozo") else repair
     feed = parsed.get("feed", {})
     language = str(feed.get("language") or "")

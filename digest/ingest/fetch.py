@@ -39,6 +39,8 @@ class Fetched:
 
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
+    """How much one fetch may take (bytes, seconds, redirects) and how many run at once."""
+
     max_bytes: int = 10_000_000
     connect_timeout: float = 10
     read_timeout: float = 20

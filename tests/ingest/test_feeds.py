@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,6 +211,15 @@ def test_feed_html_is_sanitised_and_links_absolutised() -> None:
     assert 'href="https://site.example/more"' in article.html
     assert article.image == "https://cdn.example/lead.jpg"
     assert article.text == "Body more"
+
+
+def test_relative_links_in_content_honour_xml_base(corpus: Path) -> None:
+    # ROME's xml:base suite: each entry links to the URL its link text spells out.
+    _, articles = _parse(corpus, "feeds_realworld/rome/atom_1.0_b.xml")
+    linked = [a for a in articles if "<a " in a.html]
+    assert len(linked) >= 10
+    for article in linked:
+        assert re.findall(r'<a href="([^"]+)"', article.html) == [article.text]
 
 
 def test_external_entities_are_never_read(tmp_path: Path) -> None:
