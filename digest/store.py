@@ -359,20 +359,30 @@ class Store:
         A row is `sending` before its message leaves; a crash leaves it there, and it is not
         sent again blindly (the operator settles it, see DESIGN §6).
         """
+        # One statement claims and reports exactly the rows it moved: a concurrent sender
+        # either waits for our commit and finds them `sending`, or (PostgreSQL) skips the
+        # rows we have locked. A select-then-update would hand both senders the same rows.
+        batch = (
+            sa.select(outbox.c.id)
+            .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         with self.transaction() as connection:
             rows = connection.execute(
-                sa.select(outbox)
-                .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
-                .order_by(outbox.c.id)
-                .limit(limit)
-            ).all()
-            if not rows:
-                return []
-            connection.execute(
                 sa.update(outbox)
-                .where(outbox.c.id.in_([row.id for row in rows]), outbox.c.state == "queued")
+                .where(outbox.c.id.in_(batch), outbox.c.state == "queued")
                 .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
-            )
+                .returning(
+                    outbox.c.id,
+                    outbox.c.issue_id,
+                    outbox.c.subscriber_id,
+                    outbox.c.email,
+                    outbox.c.topics,
+                    outbox.c.attempts,
+                )
+            ).all()
         return [
             OutboxRow(
                 id=row.id,
@@ -381,9 +391,9 @@ class Store:
                 email=row.email,
                 topics=tuple(row.topics),
                 state="sending",
-                attempts=row.attempts + 1,
+                attempts=row.attempts,
             )
-            for row in rows
+            for row in sorted(rows, key=lambda row: row.id)
         ]
 
     def record_results(

@@ -1,0 +1,1 @@
+"""Browser tests: rendered emails and pages seen through Debian's Chromium via Playwright."""
