@@ -362,17 +362,21 @@ class Store:
         # One statement claims and reports exactly the rows it moved: a concurrent sender
         # either waits for our commit and finds them `sending`, or (PostgreSQL) skips the
         # rows we have locked. A select-then-update would hand both senders the same rows.
+        # The batch is a materialised CTE: as a plain IN (subquery) PostgreSQL may rescan
+        # it per row and claim more than `limit` rows.
         batch = (
             sa.select(outbox.c.id)
             .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
             .order_by(outbox.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("batch")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         with self.transaction() as connection:
             rows = connection.execute(
                 sa.update(outbox)
-                .where(outbox.c.id.in_(batch), outbox.c.state == "queued")
+                .where(outbox.c.id.in_(sa.select(batch.c.id)), outbox.c.state == "queued")
                 .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
                 .returning(
                     outbox.c.id,

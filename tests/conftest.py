@@ -45,8 +45,10 @@ def postgres_url() -> Iterator[str]:
     with server.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        yield sa.engine.make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(
-            hide_password=False
+        yield (
+            sa.engine.make_url(POSTGRES_SERVER_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
         )
     finally:
         with server.connect() as connection:

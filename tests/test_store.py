@@ -143,7 +143,9 @@ def test_save_articles_without_canonical_url_keys_on_the_url(store: Store) -> No
     assert store.save_articles([bare], now=NOW) == 1
     assert store.articles_by_id(["id5"])["id5"].canonical_url == "https://news.example.org/5"
     # Another id with the same address is the same story.
-    assert store.save_articles([article(6, canonical_url="https://news.example.org/5")], now=NOW) == 0
+    assert (
+        store.save_articles([article(6, canonical_url="https://news.example.org/5")], now=NOW) == 0
+    )
 
 
 def test_articles_between_includes_the_start_and_excludes_the_end(store: Store) -> None:
@@ -314,9 +316,7 @@ def test_claim_queued_moves_a_batch_to_sending(store: Store) -> None:
 
     assert [r.subscriber_id for r in first] == [1, 2]
     assert [r.subscriber_id for r in second] == [3, 4, 5]
-    assert {(r.state, r.attempts, r.topics) for r in first + second} == {
-        ("sending", 1, ("city",))
-    }
+    assert {(r.state, r.attempts, r.topics) for r in first + second} == {("sending", 1, ("city",))}
     assert store.claim_queued(issue_id, 10, now=NOW) == []
     assert store.outbox_counts(issue_id)["sending"] == 5
 

@@ -36,14 +36,27 @@ def backend_from_url(url: str) -> MailBackend:
         if not parts.hostname:
             raise ConfigError(f"mail url {_redact(url)!r}: smtp:// needs a host")
         query = parse_qs(parts.query)
+        try:
+            port = parts.port or (465 if parts.scheme == "smtps" else 25)
+            timeout = float(query.get("timeout", ["30"])[0])
+        except ValueError as error:
+            # urllib's message quotes the bad part only, never the password.
+            raise ConfigError(f"mail url {_redact(url)!r}: {error}") from error
+        use_tls = parts.scheme == "smtps"
+        starttls = query.get("starttls", ["0"])[0] in ("1", "true", "yes")
+        if use_tls and starttls:
+            raise ConfigError(
+                f"mail url {_redact(url)!r}: smtps:// is TLS from the start; "
+                "drop starttls=1 or use smtp://"
+            )
         return SmtpBackend(
             host=parts.hostname,
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            port=port,
             username=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
-            use_tls=parts.scheme == "smtps",
-            starttls=query.get("starttls", ["0"])[0] in ("1", "true", "yes"),
-            timeout=float(query.get("timeout", ["30"])[0]),
+            use_tls=use_tls,
+            starttls=starttls,
+            timeout=timeout,
         )
     if parts.scheme == "sendgrid":
         raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.deliver.message import to_email_message
+from digest.errors import DeliveryError
 from digest.models import OutgoingMessage, SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
@@ -23,12 +25,19 @@ class FileBackend:
         return await asyncio.to_thread(self._write_all, batch, date)
 
     def _write_all(self, batch: Sequence[OutgoingMessage], date: datetime) -> list[SendResult]:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            # Nothing was written: the whole batch can be tried again once the folder is fixed.
+            reason = f"{self.folder}: {error.strerror or error}"
+            return [SendResult(m.delivery_id, "queued", error=reason) for m in batch]
         results = []
         for message in batch:
             path = self.folder / f"{message.delivery_id}-{_UNSAFE.sub('_', message.to)}.eml"
             try:
                 _write_atomically(path, to_email_message(message, date=date).as_bytes())
+            except DeliveryError as error:
+                results.append(SendResult(message.delivery_id, "failed", error=str(error)))
             except OSError as error:
                 results.append(
                     SendResult(message.delivery_id, "failed", error=f"{path}: {error.strerror}")
@@ -40,9 +49,14 @@ class FileBackend:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     # A reader (or a crash) never sees half a message: write beside it, then rename.
-    temporary = path.with_suffix(".eml.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise

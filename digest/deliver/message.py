@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import default as default_policy
+from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 
 from digest.errors import DeliveryError
@@ -16,11 +17,12 @@ from digest.models import OutgoingMessage
 def sender_domain(sender: str) -> str:
     """'Demo <digest@demo.example.org>' → 'demo.example.org'."""
     _name, address = parseaddr(sender)
-    if "@" not in address:
+    local, _at, domain = address.rpartition("@")
+    if not local or not domain or " " in address:
         raise DeliveryError(
             f"mail.sender {sender!r} is not an address like 'Name <me@example.org>'"
         )
-    return address.rsplit("@", 1)[1].lower()
+    return domain.lower()
 
 
 def list_id(title: str, digest: str, domain: str) -> str:
@@ -48,20 +50,41 @@ def unsubscribe_mailto(sender: str, token: str) -> str:
     return f"{local}+unsubscribe-{token}@{domain}"
 
 
-# Folding at 78 columns makes Python RFC 2047-encode a long List-Unsubscribe, which breaks
-# it for receivers; RFC 5322 allows lines up to 998 characters.
-MESSAGE_POLICY = default_policy.clone(max_line_length=998)
+class _MessagePolicy(EmailPolicy):
+    """Bodies wrapped at 76 columns, RFC 2045's limit for quoted-printable; headers unfolded.
+
+    Python's folding at 78 columns RFC 2047-encodes a long List-Unsubscribe, which breaks
+    it for receivers, and drops the space between encoded words when it folds a non-ASCII
+    Subject. RFC 5322 allows header lines up to 998 characters.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        return EmailPolicy.fold(self.clone(max_line_length=998), name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return EmailPolicy.fold_binary(self.clone(max_line_length=998), name, value)
+
+
+MESSAGE_POLICY = _MessagePolicy(max_line_length=76)
 
 
 def to_email_message(message: OutgoingMessage, *, date: datetime) -> EmailMessage:
-    """multipart/alternative: text/plain first, text/html last (the preferred part)."""
+    """multipart/alternative: text/plain first, text/html last (the preferred part).
+
+    Raises DeliveryError when the recipient or a header cannot be put into a message.
+    """
     email = EmailMessage(policy=MESSAGE_POLICY)
-    email["From"] = message.sender
-    email["To"] = Address(addr_spec=message.to)
-    email["Subject"] = message.subject
-    email["Date"] = format_datetime(date)
-    for name, value in message.headers.items():
-        email[name] = value
+    try:
+        email["From"] = message.sender
+        email["To"] = Address(addr_spec=message.to)
+        email["Subject"] = message.subject
+        email["Date"] = format_datetime(date)
+        for name, value in message.headers.items():
+            email[name] = value
+    except (ValueError, IndexError, HeaderParseError) as error:
+        raise DeliveryError(
+            f"message {message.delivery_id} to {message.to!r}: {error}".splitlines()[0]
+        ) from error
     email.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     email.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
     return email

@@ -1,0 +1,246 @@
+"""The SMTP backend against a real aiosmtpd server on 127.0.0.1, and parsing smtp:// URLs."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.policy import default as default_policy
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from digest.deliver.backends import backend_from_url
+from digest.deliver.smtp import SmtpBackend
+from digest.errors import ConfigError
+from tests.conftest import MailSink, SmtpServer, free_port
+from tests.deliver.test_message import TOKEN, UNSUBSCRIBE_URL, outgoing
+
+DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
+
+
+def backend_for(server: SmtpServer, **options: Any) -> SmtpBackend:
+    return SmtpBackend(host=server.host, port=server.port, timeout=5, **options)
+
+
+async def test_messages_arrive_with_their_envelope_and_headers(smtp_server: SmtpServer) -> None:
+    batch = [
+        outgoing(delivery_id="1", to="ann@example.com", subject="Für Ann ✓"),
+        outgoing(delivery_id="2", to="bob@example.com"),
+    ]
+
+    results = await backend_for(smtp_server).send(batch, date=DATE)
+
+    assert [(r.delivery_id, r.state) for r in results] == [("1", "sent"), ("2", "sent")]
+    assert all("accepted" in r.provider_id for r in results)
+    received = smtp_server.sink.received
+    assert [(r.mail_from, r.rcpt_tos) for r in received] == [
+        ("digest@news.example.org", ["ann@example.com"]),
+        ("digest@news.example.org", ["bob@example.com"]),
+    ]
+    first = email.message_from_bytes(received[0].data, policy=default_policy)
+    assert first["Subject"] == "Für Ann ✓"
+    assert first["To"] == "ann@example.com"
+    assert first["Message-ID"] == batch[0].headers["Message-ID"]
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain = first.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert plain.replace("\r\n", "\n") == batch[0].text
+
+
+async def test_list_unsubscribe_arrives_unencoded_on_one_line(smtp_server: SmtpServer) -> None:
+    await backend_for(smtp_server).send([outgoing()], date=DATE)
+
+    (received,) = smtp_server.sink.received
+    headers = received.data.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+    (line,) = [h for h in headers if h.startswith("List-Unsubscribe:")]
+    assert line == (
+        f"List-Unsubscribe: <{UNSUBSCRIBE_URL}>, "
+        f"<mailto:digest+unsubscribe-{TOKEN}@news.example.org?subject=unsubscribe>"
+    )
+
+
+async def test_a_refused_recipient_fails_and_the_batch_goes_on(smtp_server: SmtpServer) -> None:
+    batch = [
+        outgoing(delivery_id="1", to="reject-me@example.com"),
+        outgoing(delivery_id="2", to="bob@example.com"),
+    ]
+
+    refused, sent = await backend_for(smtp_server).send(batch, date=DATE)
+
+    assert refused.state == "failed"
+    assert "550" in refused.error and "No such user" in refused.error
+    assert "\n" not in refused.error
+    assert sent.state == "sent"
+    assert [r.rcpt_tos for r in smtp_server.sink.received] == [["bob@example.com"]]
+
+
+@pytest.mark.parametrize("local", ["later", "busy"], ids=["451-at-rcpt", "451-after-data"])
+async def test_a_transient_refusal_leaves_the_message_queued(
+    smtp_server: SmtpServer, local: str
+) -> None:
+    batch = [
+        outgoing(delivery_id="1", to=f"{local}@example.com"),
+        outgoing(delivery_id="2", to="bob@example.com"),
+    ]
+
+    deferred, sent = await backend_for(smtp_server).send(batch, date=DATE)
+
+    assert (deferred.state, sent.state) == ("queued", "sent")
+    assert "451" in deferred.error
+    assert [r.rcpt_tos for r in smtp_server.sink.received] == [["bob@example.com"]]
+
+
+async def test_a_server_that_is_down_leaves_the_whole_batch_queued() -> None:
+    port = free_port()
+    backend = SmtpBackend(host="127.0.0.1", port=port, timeout=2)
+    batch = [outgoing(delivery_id=str(n), to=f"reader{n}@example.com") for n in range(3)]
+
+    results = await backend.send(batch, date=DATE)
+
+    assert [r.state for r in results] == ["queued"] * 3
+    reason = results[0].error
+    assert reason.startswith(f"smtp 127.0.0.1:{port}: ")
+    assert "\n" not in reason
+    assert {r.error for r in results} == {reason}
+
+
+async def test_a_line_lost_during_data_is_unknown_and_the_rest_stays_queued(
+    smtp_server: SmtpServer,
+) -> None:
+    batch = [
+        outgoing(delivery_id="1", to="ann@example.com"),
+        outgoing(delivery_id="2", to="drop@example.com"),
+        outgoing(delivery_id="3", to="bob@example.com"),
+    ]
+
+    results = await backend_for(smtp_server).send(batch, date=DATE)
+
+    # The server may have taken message 2 (it did): never send it again blindly.
+    assert [r.state for r in results] == ["sent", "unknown", "queued"]
+    assert "connection closed" in results[2].error
+    assert smtp_server.sink.attempts == ["ann@example.com", "drop@example.com"]
+
+
+async def test_a_recipient_that_is_not_an_address_fails_alone(smtp_server: SmtpServer) -> None:
+    batch = [outgoing(delivery_id="1", to="not an address"), outgoing(delivery_id="2")]
+    first, second = await backend_for(smtp_server).send(batch, date=DATE)
+    assert (first.state, second.state) == ("failed", "sent")
+
+
+async def test_starttls_is_required_when_asked_for(smtp_server: SmtpServer) -> None:
+    """With starttls=1 a server without STARTTLS gets nothing in clear text."""
+    backend = backend_from_url(f"smtp://{smtp_server.host}:{smtp_server.port}?starttls=1")
+
+    results = await backend.send([outgoing()], date=DATE)
+
+    assert results[0].state == "queued"
+    assert "STARTTLS" in results[0].error
+    assert smtp_server.sink.attempts == []
+
+
+# --- logging in ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def auth_server() -> Iterator[SmtpServer]:
+    """aiosmtpd that accepts AUTH (without TLS, on loopback) for user `digest`, `p@ss:w/rd`."""
+
+    def authenticate(
+        _server: object, _session: object, _envelope: object, _mechanism: str, data: object
+    ) -> AuthResult:
+        good = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"digest",
+            b"p@ss:w/rd",
+        )
+        # handled=False: aiosmtpd answers 235 or 535 itself.
+        return AuthResult(success=good, handled=False)
+
+    sink = MailSink()
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield SmtpServer(controller.hostname, controller.port, sink)
+    finally:
+        controller.stop()
+
+
+async def test_credentials_in_the_url_log_in(auth_server: SmtpServer) -> None:
+    url = f"smtp://digest:p%40ss%3Aw%2Frd@{auth_server.host}:{auth_server.port}"
+    (result,) = await backend_from_url(url).send([outgoing()], date=DATE)
+    assert result.state == "sent"
+    assert len(auth_server.sink.received) == 1
+
+
+async def test_a_wrong_password_queues_the_batch_without_echoing_it(
+    auth_server: SmtpServer,
+) -> None:
+    url = f"smtp://digest:wrong-secret@{auth_server.host}:{auth_server.port}"
+    (result,) = await backend_from_url(url).send([outgoing()], date=DATE)
+    assert result.state == "queued"
+    assert "535" in result.error
+    assert "wrong-secret" not in result.error
+    assert auth_server.sink.received == []
+
+
+# --- smtp:// URLs ------------------------------------------------------------------------
+
+
+def test_smtp_url_gives_host_port_credentials_and_flags() -> None:
+    backend = backend_from_url("smtp://digest:p%40ss@mail.example.org:2525?starttls=1&timeout=7")
+    assert isinstance(backend, SmtpBackend)
+    assert (backend.host, backend.port, backend.username, backend.password) == (
+        "mail.example.org",
+        2525,
+        "digest",
+        "p@ss",
+    )
+    assert (backend.starttls, backend.use_tls, backend.timeout) == (True, False, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "use_tls", "starttls"),
+    [
+        ("smtp://mail.example.org", 25, False, False),
+        ("smtp://mail.example.org?starttls=0", 25, False, False),
+        ("smtp://mail.example.org:587?starttls=true", 587, False, True),
+        ("smtp://mail.example.org?starttls=yes", 25, False, True),
+        ("smtps://mail.example.org", 465, True, False),
+    ],
+)
+def test_smtp_url_defaults(url: str, port: int, use_tls: bool, starttls: bool) -> None:
+    backend = backend_from_url(url)
+    assert isinstance(backend, SmtpBackend)
+    assert (backend.port, backend.use_tls, backend.starttls) == (port, use_tls, starttls)
+    assert (backend.username, backend.password) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://digest:s3cret@", "needs a host"),
+        ("smtp://digest:s3cret@mail.example.org:twentyfive", "digest:***@mail.example.org"),
+        ("smtp://digest:s3cret@mail.example.org:99999", "out of range"),
+        ("smtp://digest:s3cret@mail.example.org?timeout=soon", "soon"),
+        ("smtps://digest:s3cret@mail.example.org?starttls=1", "drop starttls=1"),
+        ("http://digest:s3cret@mail.example.org", "scheme must be file, smtp, smtps"),
+        ("mail.example.org", "scheme must be"),
+        ("sendgrid://?host=http://127.0.0.1:8080", "not available"),
+    ],
+)
+def test_a_bad_mail_url_is_one_config_error_line_without_the_password(
+    url: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        backend_from_url(url)
+    message = str(raised.value)
+    assert expected in message
+    assert "s3cret" not in message
+    assert "\n" not in message
