@@ -58,6 +58,9 @@ class SourceConfig(_Strict):
         min_length=1,
         description="http(s) URL, or a file/folder path relative to digest.toml.",
     )
+    title: str = Field(
+        default="", description="Name shown to readers (default: the feed's title, else name)."
+    )
     kind: Literal["auto", "feed", "page", "file"] = Field(
         default="auto", description="What the URL holds; auto decides from the content."
     )

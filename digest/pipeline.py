@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -181,10 +181,11 @@ def _read_source(
         if mismatch:
             errors.append(f"{source.name}: {location}: {mismatch}")
         elif isinstance(document, Article):
-            articles.append(document)
+            articles.append(replace(document, source=source.title or source.name))
         else:
             info, items = document
-            articles.extend(items)
+            shown = source.title or info.title or source.name
+            articles.extend(replace(item, source=shown) for item in items)
             if info.defect:
                 defects.append(info.defect)
     # A folder with one unreadable file is still a working source; all files failing is not.

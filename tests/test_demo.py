@@ -187,3 +187,10 @@ def test_a_source_whose_content_contradicts_its_kind_fails_alone(tmp_path: Path)
     )
     courier = next(s for s in health["sources"] if s["name"] == "brindlemoor-courier")
     assert courier["failures"] == 1 and "not a feed" in courier["last_error"]
+
+
+def test_readers_see_source_titles_not_config_names(demo: dict) -> None:
+    text = _text(_messages(demo)["ada.fenwick@example.org"])
+    assert "The Brindlemoor Courier" in text
+    for name in ("brindlemoor-courier", "courier-flood-barrier", "courier-fibre-page"):
+        assert name not in text
