@@ -66,9 +66,12 @@ def main() -> None:
     print(f"| digest demo, fresh folder (median of {runs}) | {demo:.2f} s |")
     print(f"| python -c 'import digest.cli' (reference) | {base:.2f} s |")
     print(f"| demo / import ratio | {demo / base:.1f}x |")
-    print(f"| render_issue, 30 articles (median) | {statistics.median(render_times) * 1e3:.1f} ms |")
-    print(f"| personalise one recipient (median) | {statistics.median(personalise_times) * 1e6:.0f} µs |")
-    print(f"| HTML size, 30 articles | {rendered.size_bytes / 1000:.1f} KB (Gmail clips at ~102 KB) |")
+    render_ms = statistics.median(render_times) * 1e3
+    personalise_us = statistics.median(personalise_times) * 1e6
+    size_kb = rendered.size_bytes / 1000
+    print(f"| render_issue, 30 articles (median) | {render_ms:.1f} ms |")
+    print(f"| personalise one recipient (median) | {personalise_us:.0f} µs |")
+    print(f"| HTML size, 30 articles | {size_kb:.1f} KB (Gmail clips at ~102 KB) |")
 
 
 if __name__ == "__main__":

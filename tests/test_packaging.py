@@ -89,3 +89,13 @@ def test_wheel_runs_the_demo_from_outside_the_repository(tmp_path: Path) -> None
     result = json.loads(done.stdout)
     assert result["sent"] == 20
     assert Path(result["preview"]).read_text(encoding="utf-8").count("</html>") == 1
+
+
+def test_code_passes_the_linter() -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    done = subprocess.run(
+        [ruff, "check", "."], cwd=REPO, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
