@@ -62,17 +62,32 @@ def truncate_words(text: str, count: int = 40, end: str = "…") -> str:
     return " ".join(words[:count]).rstrip(_TRAILING_PUNCTUATION) + end
 
 
-def lead(text: str, sentences: int = 3, words: int = 50) -> str:
-    """The opening sentences of `text` (up to `sentences`, within `words`), for a card summary."""
+def truncate_characters(text: str, count: int = 200, end: str = "…") -> str:
+    """At most `count` characters including `end`, whitespace collapsed, cut after a whole word.
+
+    A single word longer than that (a URL, say) is cut inside the word.
+    """
+    text = " ".join(text.split())
+    if len(text) <= count:
+        return text
+    room = count - len(end)
+    head = text[: room + 1]
+    kept = head.rsplit(" ", 1)[0] if " " in head else head[:room]
+    return kept.rstrip(_TRAILING_PUNCTUATION + " ") + end
+
+
+def lead(text: str, sentences: int = 2, characters: int = 200) -> str:
+    """The opening sentences of `text` (up to `sentences`, within `characters`), for a card summary.
+
+    Whole sentences are kept while they fit; a first sentence that does not fit is cut after a
+    word and ends with "…".
+    """
     kept: list[str] = []
-    used = 0
     for sentence in _SENTENCE_END.split(" ".join(text.split())):
-        size = len(sentence.split())
-        if len(kept) == sentences or (kept and used + size > words):
+        if len(kept) == sentences or (kept and len(" ".join([*kept, sentence])) > characters):
             break
         kept.append(sentence)
-        used += size
-    return truncate_words(" ".join(kept), words)
+    return truncate_characters(" ".join(kept), characters)
 
 
 def paragraphs(text: str) -> list[str]:
@@ -98,6 +113,7 @@ FILTERS: dict[str, Any] = {
     "http_url": http_url,
     "lead": lead,
     "paragraphs": paragraphs,
+    "truncate_characters": truncate_characters,
     "truncate_words": truncate_words,
     "wrap": wrap,
 }

@@ -405,16 +405,7 @@ def test_dark_scheme_turns_the_reading_background_dark(
     assert background_luminance(seen(document, "phone", "dark")) < 0.05
 
 
-DARK_MODE_DEFECT = (
-    "templates/digest.mjml.j2, dark mode: a headline without a link keeps its inline #1f2328 on "
-    "#161b22 (1.1:1) and the footer's #59636e on #0d1117 is 3.1:1; remove this xfail once fixed"
-)
-
-
-@pytest.mark.parametrize(
-    "scheme",
-    ["light", pytest.param("dark", marks=pytest.mark.xfail(strict=True, reason=DARK_MODE_DEFECT))],
-)
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_all_visible_text_meets_wcag_aa_contrast(
     seen: Callable[..., Snapshot], document: str, scheme: str

@@ -13,6 +13,7 @@ from digest.render.filters import (
     http_url,
     lead,
     paragraphs,
+    truncate_characters,
     truncate_words,
     wrap,
 )
@@ -69,12 +70,29 @@ def test_truncate_words_cuts_at_a_word_and_marks_the_cut():
     assert truncate_words("one, two, three, four", 2) == "one, two…"
 
 
-def test_lead_keeps_whole_opening_sentences_within_the_word_limit():
+def test_truncate_characters_cuts_after_a_word_and_counts_the_mark():
+    assert truncate_characters("one  two\nthree", 13) == "one two three"
+    assert truncate_characters("abc defgh, ijk", 11) == "abc defgh…"
+    assert truncate_characters("abc defgh ijk", 10) == "abc defgh…"
+    assert truncate_characters("x" * 50, 10) == "x" * 9 + "…"
+
+
+def test_lead_keeps_whole_opening_sentences_within_the_character_limit():
     text = "First one here. Second sentence is here! Third? Fourth is never shown."
+    assert lead(text) == "First one here. Second sentence is here!"
     assert lead(text, sentences=3) == "First one here. Second sentence is here! Third?"
-    assert lead(text, sentences=3, words=7) == "First one here. Second sentence is here!"
-    assert lead("word " * 80, words=10) == "word " * 9 + "word…"
+    assert lead(text, sentences=3, characters=40) == "First one here. Second sentence is here!"
+    assert lead(text, sentences=3, characters=39) == "First one here."
+    assert lead("First\n\n  one here.") == "First one here."
     assert lead("") == ""
+
+
+def test_lead_cuts_a_long_first_sentence_after_a_word_at_about_200_characters():
+    sentence = "The council " + "voted again and " * 30 + "won. Short second."
+    cut = lead(sentence)
+    # "…and" would fit in 200 characters only without the mark; the mark is counted.
+    assert cut == "The council " + "voted again and " * 11 + "voted again…"
+    assert len(cut) == 200
 
 
 def test_paragraphs_split_on_blank_lines():

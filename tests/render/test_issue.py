@@ -23,7 +23,13 @@ from digest.render import (
     template_environment,
 )
 from digest.render.issue import SIZE_BUDGET_BYTES
-from tests.render.sample_issue import HOSTILE_TEXT, HOSTILE_TITLE, sample_article, sample_issue
+from tests.render.sample_issue import (
+    BODY,
+    HOSTILE_TEXT,
+    HOSTILE_TITLE,
+    sample_article,
+    sample_issue,
+)
 
 BBC_CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "topics_bbc_news"
 
@@ -51,10 +57,15 @@ class _Links(HTMLParser):
             self._open = None
 
 
-def links_of(html: str) -> dict[str, str]:
+def all_links(html: str) -> list[tuple[str, str]]:
+    """(link text, href) of every <a>, in document order."""
     parser = _Links()
     parser.feed(html)
-    return {text.strip(): href for href, text in parser.links}
+    return [(text.strip(), href) for href, text in parser.links]
+
+
+def links_of(html: str) -> dict[str, str]:
+    return dict(all_links(html))
 
 
 def render(issue: Issue, env: jinja2.Environment, context: RenderContext, template: str = "digest"):
@@ -118,11 +129,42 @@ def test_personalise_fills_the_unsubscribe_link_escaped_in_html_and_plain_in_tex
     html, text = personalise(rendered, recipient)
     links = links_of(html)
     assert links["Unsubscribe"] == recipient["unsubscribe_url"]
-    assert links["Choose topics and frequency"] == recipient["preferences_url"]
+    # No preferences page exists yet: its personal link is accepted but not shown anywhere.
+    assert recipient["preferences_url"] not in html + text
+    assert "Choose topics" not in html + text
     assert "unsubscribe?t=abc.def&amp;list=demo" in html
     assert f"Unsubscribe: {recipient['unsubscribe_url']}" in text
     assert recipient["email"] in html and recipient["email"] in text
     assert "%%digest-" not in html + text
+
+
+def test_a_cut_summary_ends_with_a_read_more_link_to_its_article(env, context):
+    whole = "A short summary. It is kept whole."
+    articles = (
+        sample_article(1),
+        sample_article(2, summary=whole),
+        sample_article(3, url="javascript:alert(1)"),
+    )
+    issue = replace(sample_issue(3), sections=(Section("News", articles),))
+    rendered = render(issue, env, context)
+    first, second = BODY.split(". ")[:2]  # 168 and 90 characters: the second does not fit
+    text = " ".join(rendered.text.split())
+    assert f"{first}." in rendered.html and f"{first}." in text
+    assert second not in rendered.html and second not in text
+    assert f"<div>{whole}</div>" in rendered.html
+    read_more = [href for text, href in all_links(rendered.html) if text == "Read more →"]
+    assert read_more == [articles[0].url]  # not for a whole summary, nor for a non-web link
+    assert "javascript:" not in rendered.html
+
+
+def test_a_headline_without_a_web_link_is_plain_text_styled_once(env, context):
+    article = sample_article(1, url="javascript:alert(1)")
+    issue = replace(sample_issue(1), sections=(Section("News", (article,)),))
+    html = render(issue, env, context).html
+    span = re.search(r'<span class="dm-title" style="([^"]*)">([^<]*)</span>', html)
+    assert span is not None and span.group(2) == article.title
+    assert span.group(1).count("color:") == 1
+    assert re.search(r"\.dm-title\s*\{[^}]*color:", html) or ".dm-card .dm-title" in html
 
 
 def test_personalised_values_are_escaped_and_not_scanned_again(env, context, recipient):
