@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 class SourceOutcome:
     name: str
     found: int = 0
-    new: int = 0
     error: str = ""
     defect: str = ""
     not_modified: bool = False

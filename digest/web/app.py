@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import jinja2
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-import digest
+from digest.render.environment import bundled_templates_dir
 from subscribers import service
 from subscribers.models import Subscription
 from subscribers.service import SubscriberError
@@ -48,13 +47,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def templates_root() -> Path:
-    """The shipped templates (digest/_templates in a wheel), else the checkout's templates/."""
-    package = Path(digest.__file__).resolve().parent
-    shipped = package / "_templates"
-    return shipped if shipped.is_dir() else package.parent / "templates"
-
-
 def create_app(
     *,
     engine: sa.Engine,
@@ -66,7 +58,7 @@ def create_app(
     if not secret_key:
         raise ValueError("secret_key must not be empty: it verifies unsubscribe links")
     pages = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_root()),
+        loader=jinja2.FileSystemLoader(bundled_templates_dir()),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
