@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.deliver.backends import MailBackend
+from digest.errors import DeliveryError
 from digest.models import OutgoingMessage, SendResult
 from digest.store import OutboxRow, Store
 
@@ -68,7 +69,12 @@ async def deliver_issue(
             store.release([row.id for row in rows], now=clock())
             raise
         message_ids = {m.delivery_id: m.headers.get("Message-ID", "") for m in messages}
-        results = await _send_with_retries(backend, messages, clock, retry_delay)
+        try:
+            results = await _send_with_retries(backend, messages, clock, retry_delay)
+        except DeliveryError:
+            # The backend refused before taking any message (e.g. a wrong SMTP password).
+            store.release([row.id for row in rows], now=clock())
+            raise
         store.record_results(results, message_ids, now=clock())
         settled = [r for r in results if r.state != "queued"]
         done += len(settled)

@@ -44,13 +44,20 @@ class SmtpBackend:
         )
         try:
             await client.connect()
-            if self.username:
-                await client.login(self.username, self.password)
         except (aiosmtplib.SMTPException, OSError) as error:
             client.close()  # a refused login leaves the connection open
             # Nothing left: every message of the batch can safely be tried again later.
             reason = f"smtp {self.host}:{self.port}: {_first_line(error)}"
             return [SendResult(m.delivery_id, "queued", error=reason) for m in batch]
+        if self.username:
+            try:
+                await client.login(self.username, self.password)
+            except (aiosmtplib.SMTPException, OSError) as error:
+                client.close()  # a refused login leaves the connection open
+                # Wrong credentials will not fix themselves: stop the send, not just the batch.
+                raise DeliveryError(
+                    f"smtp {self.host}:{self.port}: login refused: {_first_line(error)}"
+                ) from error
         results: list[SendResult] = []
         try:
             for index, message in enumerate(batch):

@@ -13,10 +13,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from digest.deliver.backends import backend_from_url
+from digest.deliver.outbox import deliver_issue
 from digest.deliver.smtp import SmtpBackend
-from digest.errors import ConfigError
+from digest.errors import ConfigError, DeliveryError
+from digest.store import Store
 from tests.conftest import MailSink, SmtpServer, free_port
 from tests.deliver.test_message import TOKEN, UNSUBSCRIBE_URL, outgoing
+from tests.deliver.test_outbox import clock, make_message, queued_issue, readers
 
 DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 
@@ -179,14 +182,14 @@ async def test_credentials_in_the_url_log_in(auth_server: SmtpServer) -> None:
     assert len(auth_server.sink.received) == 1
 
 
-async def test_a_wrong_password_queues_the_batch_without_echoing_it(
+async def test_a_wrong_password_stops_the_send_without_echoing_it(
     auth_server: SmtpServer,
 ) -> None:
     url = f"smtp://digest:wrong-secret@{auth_server.host}:{auth_server.port}"
-    (result,) = await backend_from_url(url).send([outgoing()], date=DATE)
-    assert result.state == "queued"
-    assert "535" in result.error
-    assert "wrong-secret" not in result.error
+    with pytest.raises(DeliveryError) as refused:
+        await backend_from_url(url).send([outgoing()], date=DATE)
+    assert "login refused" in str(refused.value) and "535" in str(refused.value)
+    assert "wrong-secret" not in str(refused.value)
     assert auth_server.sink.received == []
 
 
@@ -244,3 +247,16 @@ def test_a_bad_mail_url_is_one_config_error_line_without_the_password(
     assert expected in message
     assert "s3cret" not in message
     assert "\n" not in message
+
+
+async def test_a_refused_login_gives_the_claimed_rows_back(
+    auth_server: SmtpServer, store: Store
+) -> None:
+    issue_id = queued_issue(store, readers(3))
+    backend = backend_from_url(f"smtp://digest:wrong@{auth_server.host}:{auth_server.port}")
+
+    with pytest.raises(DeliveryError, match="login refused"):
+        await deliver_issue(store, issue_id, make_message, backend, clock=clock, retry_delay=0)
+
+    assert store.outbox_counts(issue_id)["queued"] == 3
+    assert auth_server.sink.received == []
