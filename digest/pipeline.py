@@ -116,7 +116,7 @@ async def fetch_sources(
     outcomes: list[SourceOutcome] = []
     found: list[Article] = []
     for source, locations in plan:
-        outcome, articles = _read_source(source, locations, fetched, settings)
+        outcome, articles = _read_source(source, locations, fetched)
         on_progress(source.name)
         now = clock()
         location = settings.source_location(source)
@@ -150,7 +150,6 @@ def _read_source(
     source: SourceConfig,
     locations: Sequence[str],
     fetched: dict[str, Fetched | SourceError],
-    settings: Settings,
 ) -> tuple[SourceOutcome, list[Article]]:
     if not locations:
         return SourceOutcome(source.name, error=f"{source.url}: no such file or folder"), []
