@@ -6,22 +6,27 @@ Rows become frozen dataclasses here; SQLAlchemy objects never leave this module.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from digest.errors import ConfigError
 from digest.models import Article, Issue, Section, SendResult
-from digest.tables import articles, issue_items, issues, outbox, sources
+from digest.tables import articles, issue_items, issues, outbox, source_paragraphs, sources
 
 log = logging.getLogger(__name__)
+
+LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
+PARAGRAPH_MEMORY = timedelta(days=180)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,26 +197,100 @@ class Store:
 
     # --- articles ------------------------------------------------------------------------
 
-    def known_article_keys(self) -> set[str]:
-        """Every stored id and canonical URL, to skip articles already seen."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(articles.c.id, articles.c.canonical_url)).all()
-        return {row.id for row in rows} | {row.canonical_url for row in rows}
+    def unseen_articles(self, candidates: Sequence[Article]) -> list[Article]:
+        """The candidates not stored yet, by id or canonical URL, and each one only once.
 
-    def save_articles(self, new: Sequence[Article], *, now: datetime) -> int:
-        """Store articles not stored yet (by id or canonical URL); returns how many were new."""
-        known = self.known_article_keys()
-        rows = []
-        for article in new:
-            key = article.canonical_url or article.url
+        Looked up by index in chunks, so the cost follows the batch, not the archive.
+        """
+        ids = sorted({article.id for article in candidates})
+        keys = sorted({_article_key(article) for article in candidates})
+        known: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(ids):
+                known.update(
+                    connection.execute(
+                        sa.select(articles.c.id).where(articles.c.id.in_(chunk))
+                    ).scalars()
+                )
+            for chunk in _chunks(keys):
+                known.update(
+                    connection.execute(
+                        sa.select(articles.c.canonical_url).where(
+                            articles.c.canonical_url.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        unseen = []
+        for article in candidates:
+            key = _article_key(article)
             if article.id in known or key in known:
                 continue
             known.update((article.id, key))
-            rows.append(_article_row(article, now))
+            unseen.append(article)
+        return unseen
+
+    def save_articles(self, new: Sequence[Article], *, now: datetime) -> int:
+        """Store articles not stored yet (by id or canonical URL); returns how many were new."""
+        rows = [_article_row(article, now) for article in self.unseen_articles(new)]
         if rows:
             with self.transaction() as connection:
                 connection.execute(sa.insert(articles), rows)
         return len(rows)
+
+    # --- learned boilerplate ------------------------------------------------------------
+
+    def count_paragraphs(
+        self,
+        source: str,
+        per_article: Sequence[frozenset[str]],
+        *,
+        now: datetime,
+        recurring_at: int,
+    ) -> frozenset[str]:
+        """Count each article's paragraphs once for `source`; return those now recurring.
+
+        A paragraph is recurring once `recurring_at` distinct articles of the source carried
+        it. Callers pass only articles not stored before, so a re-fetched item is not counted
+        twice. Rare paragraphs not seen for PARAGRAPH_MEMORY are forgotten.
+        """
+        sightings = Counter(fingerprint for paragraphs in per_article for fingerprint in paragraphs)
+        if not sightings:
+            return frozenset()
+        rows = [
+            {"source": source, "fingerprint": fingerprint, "articles": count, "last_seen": now}
+            for fingerprint, count in sorted(sightings.items())
+        ]
+        recurring: set[str] = set()
+        with self.transaction() as connection:
+            insert = _dialect_insert(connection)(source_paragraphs)
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["source", "fingerprint"],
+                    set_={
+                        "articles": source_paragraphs.c.articles + insert.excluded.articles,
+                        "last_seen": insert.excluded.last_seen,
+                    },
+                ),
+                rows,
+            )
+            for chunk in _chunks(sorted(sightings)):
+                recurring.update(
+                    connection.execute(
+                        sa.select(source_paragraphs.c.fingerprint).where(
+                            source_paragraphs.c.source == source,
+                            source_paragraphs.c.fingerprint.in_(chunk),
+                            source_paragraphs.c.articles >= recurring_at,
+                        )
+                    ).scalars()
+                )
+            connection.execute(
+                sa.delete(source_paragraphs).where(
+                    source_paragraphs.c.source == source,
+                    source_paragraphs.c.articles < recurring_at,
+                    source_paragraphs.c.last_seen < now - PARAGRAPH_MEMORY,
+                )
+            )
+        return frozenset(recurring)
 
     def articles_between(self, start: datetime, end: datetime) -> list[Article]:
         with self.engine.connect() as connection:
@@ -447,12 +526,28 @@ class Store:
         return counts
 
 
+def _article_key(article: Article) -> str:
+    return article.canonical_url or article.url
+
+
+def _chunks(values: Sequence[str], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _dialect_insert(connection: Connection) -> Any:
+    """INSERT … ON CONFLICT, spelled by the dialect in use (both speak it)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
+
+
 def _article_row(article: Article, now: datetime) -> dict[str, Any]:
     return {
         "id": article.id,
         "source": article.source,
         "url": article.url,
-        "canonical_url": article.canonical_url or article.url,
+        "canonical_url": _article_key(article),
         "guid": article.guid,
         "title": article.title,
         "summary": article.summary,

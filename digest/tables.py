@@ -82,6 +82,16 @@ articles = Table(
     Index("ix_articles_published", "published"),
 )
 
+# How many distinct articles of a source carried each paragraph; recurring ones are boilerplate.
+source_paragraphs = Table(
+    "source_paragraphs",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("fingerprint", String(32), primary_key=True),
+    Column("articles", Integer, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+)
+
 issues = Table(
     "issues",
     metadata,

@@ -68,10 +68,18 @@ def outbox_rows(store: Store, issue_id: int) -> list[sa.Row]:
 def test_open_migrates_a_new_database(store: Store) -> None:
     inspector = sa.inspect(store.engine)
     tables = set(inspector.get_table_names())
-    assert {"articles", "issues", "issue_items", "outbox", "sources", "subscribers"} <= tables
+    assert {
+        "articles",
+        "issues",
+        "issue_items",
+        "outbox",
+        "sources",
+        "source_paragraphs",
+        "subscribers",
+    } <= tables
     with store.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    assert [row[0] for row in versions] == ["0001"]
+    assert [row[0] for row in versions] == ["0002"]
 
 
 def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
@@ -84,7 +92,7 @@ def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
         assert list(again.articles_by_id(["id1"])) == ["id1"]
         with again.engine.connect() as connection:
             versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        assert [row[0] for row in versions] == ["0001"]
+        assert [row[0] for row in versions] == ["0002"]
     finally:
         again.engine.dispose()
 
@@ -136,6 +144,47 @@ def test_save_articles_skips_ids_and_canonical_urls_already_stored(store: Store)
     assert sorted(stored) == ["id1", "id2", "id4"]
     assert stored["id1"].canonical_url == "https://news.example.org/1"
     assert stored["id4"].title == "Story 4"
+
+
+def test_unseen_articles_looks_up_only_the_batch_and_drops_repeats(store: Store) -> None:
+    store.save_articles([article(1), article(2)], now=NOW)
+    fresh = [article(n) for n in range(3, 1203)]  # more than one lookup chunk
+    batch = [article(1), article(9, canonical_url="https://news.example.org/2"), *fresh, fresh[0]]
+    assert [a.id for a in store.unseen_articles(batch)] == [a.id for a in fresh]
+    assert store.save_articles(batch, now=NOW) == len(fresh)
+    assert store.unseen_articles(batch) == []
+
+
+def test_count_paragraphs_reports_what_recurs_across_fetches(store: Store) -> None:
+    appeal, plug = "a" * 16, "b" * 16
+    first = store.count_paragraphs(
+        "blog", [frozenset({appeal, "p1"}), frozenset({appeal, plug})], now=NOW, recurring_at=3
+    )
+    assert first == frozenset()
+    later = NOW + timedelta(days=1)
+    second = store.count_paragraphs(
+        "blog", [frozenset({appeal, plug, "p2"})], now=later, recurring_at=3
+    )
+    assert second == {appeal}
+    # Counts are per source: another source carrying the same paragraph starts from zero.
+    assert store.count_paragraphs("other", [frozenset({appeal})], now=later, recurring_at=1) == {
+        appeal
+    }
+    # Only the batch's own fingerprints come back, once they recur.
+    third = store.count_paragraphs("blog", [frozenset({plug})], now=later, recurring_at=3)
+    assert third == {plug}
+
+
+def test_count_paragraphs_forgets_rare_paragraphs_after_a_while(store: Store) -> None:
+    store.count_paragraphs(
+        "blog", [frozenset({"old"}), frozenset({"old"})], now=NOW, recurring_at=3
+    )
+    much_later = NOW + timedelta(days=400)
+    store.count_paragraphs("blog", [frozenset({"new"})], now=much_later, recurring_at=3)
+    # "old" was forgotten, so one more sighting does not make it recurring.
+    assert store.count_paragraphs("blog", [frozenset({"old"})], now=much_later, recurring_at=3) == (
+        frozenset()
+    )
 
 
 def test_save_articles_without_canonical_url_keys_on_the_url(store: Store) -> None:
