@@ -250,6 +250,7 @@ def extract(
     json_output: JsonFlag = False,
 ) -> None:
     """Extract one document: a page or text file gives an article, a feed gives its items."""
+    from digest.ingest.boilerplate import recurring_paragraphs, strip_boilerplate
     from digest.ingest.extract import article_to_json, extract_document, feed_to_json
     from digest.ingest.fetch import FetchLimits, fetch_location, make_client
     from digest.models import Article
@@ -269,6 +270,10 @@ def extract(
         source=_source_name(location),
         content_type=fetched.content_type,
     )
+    if not isinstance(document, Article):  # a feed's items show what recurs among them
+        info, items = document
+        recurring = recurring_paragraphs(items)
+        document = info, [strip_boilerplate(item, recurring) for item in items]
     data = article_to_json(document) if isinstance(document, Article) else feed_to_json(*document)
     if json_output:
         emit_json(data)

@@ -64,6 +64,10 @@ class SourceConfig(_Strict):
     kind: Literal["auto", "feed", "page", "file"] = Field(
         default="auto", description="What the URL holds; auto decides from the content."
     )
+    full_text: bool = Field(
+        default=False,
+        description="Fetch each new feed item's page when the feed carries only a summary.",
+    )
 
 
 class DigestConfig(_Strict):

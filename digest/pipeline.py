@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +20,8 @@ from digest.assemble import (
     variant_key,
     window_start,
 )
-from digest.config import DigestConfig, Settings, SourceConfig
+from digest.collect import FetchReport, fetch_sources
+from digest.config import DigestConfig, Settings
 from digest.deliver.backends import MailBackend
 from digest.deliver.message import (
     list_id,
@@ -31,11 +32,9 @@ from digest.deliver.message import (
     unsubscribe_mailto,
 )
 from digest.deliver.outbox import SendReport, deliver_issue
-from digest.errors import DigestError, ExtractError, SourceError
+from digest.errors import DigestError
 from digest.ingest.dedupe import dedupe
-from digest.ingest.extract import extract_document
-from digest.ingest.fetch import Fetched, FetchLimits, fetch_many, read_folder
-from digest.models import Article, Issue, OutgoingMessage
+from digest.models import Issue, OutgoingMessage
 from digest.render.environment import template_environment
 from digest.render.issue import RenderContext, RenderedIssue, personalise, render_issue
 from digest.store import OutboxRow, QueuedRecipient, Store
@@ -44,170 +43,6 @@ from subscribers.service import audience
 from subscribers.tokens import make_unsubscribe_token
 
 log = logging.getLogger(__name__)
-
-
-# --- fetch -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SourceOutcome:
-    name: str
-    found: int = 0
-    error: str = ""
-    defect: str = ""
-    not_modified: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FetchReport:
-    sources: tuple[SourceOutcome, ...]
-    found: int
-    duplicates: int
-    stored: int
-
-    @property
-    def failed(self) -> tuple[SourceOutcome, ...]:
-        return tuple(s for s in self.sources if s.error)
-
-
-def _locations(settings: Settings, source: SourceConfig) -> list[str]:
-    """A folder source stands for every article file in it."""
-    location = settings.source_location(source)
-    if location.startswith(("http://", "https://")):
-        return [location]
-    path = Path(location)
-    return [str(p) for p in read_folder(path)] if path.is_dir() else [location]
-
-
-async def fetch_sources(
-    settings: Settings,
-    store: Store,
-    *,
-    clock: Callable[[], datetime],
-    only: str | None = None,
-    limits: FetchLimits | None = None,
-    on_progress: Callable[[str], None] = lambda _name: None,
-) -> FetchReport:
-    """Fetch every source (or one), store new articles; a failing source never stops the rest."""
-    chosen = [s for s in settings.sources if only is None or s.name == only]
-    if only is not None and not chosen:
-        raise DigestError(f"no source named {only!r} in {settings.path}")
-    limits = limits or FetchLimits()
-    plan: list[tuple[SourceConfig, list[str]]] = []
-    for source in chosen:
-        try:
-            plan.append((source, _locations(settings, source)))
-        except OSError as error:
-            plan.append((source, []))
-            log.warning("source=%s cannot list %s: %s", source.name, source.url, error)
-    validators = {
-        locations[0]: store.source_validators(source.name)
-        for source, locations in plan
-        if len(locations) == 1 and locations[0].startswith(("http://", "https://"))
-    }
-    everything = [location for _source, locations in plan for location in locations]
-    fetched = dict(
-        zip(
-            everything,
-            await fetch_many(everything, limits=limits, validators=validators),
-            strict=True,
-        )
-    )
-    outcomes: list[SourceOutcome] = []
-    found: list[Article] = []
-    for source, locations in plan:
-        outcome, articles = _read_source(source, locations, fetched)
-        on_progress(source.name)
-        now = clock()
-        location = settings.source_location(source)
-        if outcome.error:
-            store.record_source_failure(source.name, location, outcome.error, now=now)
-            log.warning("source=%s failed: %s", source.name, outcome.error)
-        else:
-            single = fetched[locations[0]] if len(locations) == 1 else None
-            store.record_source_success(
-                source.name,
-                location,
-                now=now,
-                etag=single.etag if isinstance(single, Fetched) else "",
-                last_modified=single.last_modified if isinstance(single, Fetched) else "",
-                defect=outcome.defect,
-                articles_seen=len(articles),
-            )
-        outcomes.append(outcome)
-        found.extend(articles)
-    unique = dedupe(found)
-    stored = store.save_articles(unique, now=clock())
-    return FetchReport(
-        sources=tuple(outcomes),
-        found=len(found),
-        duplicates=len(found) - len(unique),
-        stored=stored,
-    )
-
-
-def _read_source(
-    source: SourceConfig,
-    locations: Sequence[str],
-    fetched: dict[str, Fetched | SourceError],
-) -> tuple[SourceOutcome, list[Article]]:
-    if not locations:
-        return SourceOutcome(source.name, error=f"{source.url}: no such file or folder"), []
-    articles: list[Article] = []
-    errors: list[str] = []
-    defects: list[str] = []
-    not_modified = False
-    for location in locations:
-        result = fetched[location]
-        if isinstance(result, SourceError):
-            errors.append(str(result))
-            continue
-        if result.not_modified:
-            not_modified = True
-            continue
-        try:
-            document = extract_document(
-                result.data,
-                location=result.final_url or location,
-                source=source.name,
-                content_type=result.content_type,
-            )
-        except (SourceError, ExtractError) as error:
-            errors.append(str(error))
-            continue
-        mismatch = _kind_mismatch(source.kind, document)
-        if mismatch:
-            errors.append(f"{source.name}: {location}: {mismatch}")
-        elif isinstance(document, Article):
-            articles.append(replace(document, source=source.title or source.name))
-        else:
-            info, items = document
-            shown = source.title or info.title or source.name
-            articles.extend(replace(item, source=shown) for item in items)
-            if info.defect:
-                defects.append(info.defect)
-    # A folder with one unreadable file is still a working source; all files failing is not.
-    error = errors[0] if errors and not articles and not not_modified else ""
-    return (
-        SourceOutcome(
-            name=source.name,
-            found=len(articles),
-            error=error,
-            defect="; ".join(defects + (errors if not error else [])),
-            not_modified=not_modified,
-        ),
-        articles,
-    )
-
-
-def _kind_mismatch(kind: str, document: Article | tuple[object, object]) -> str:
-    """A source's declared kind guards against a URL that silently changed meaning."""
-    is_feed = not isinstance(document, Article)
-    if kind == "feed" and not is_feed:
-        return 'kind = "feed", but this is an article page, not a feed'
-    if kind in ("page", "file") and is_feed:
-        return f'kind = "{kind}", but this is a feed'
-    return ""
 
 
 # --- build -------------------------------------------------------------------------------

@@ -79,6 +79,30 @@ def test_extract_feed_prints_feed_and_articles(tmp_path: Path) -> None:
     assert data["articles"][0]["canonical_url"] == "https://example.org/1"
 
 
+def test_extract_feed_drops_a_paragraph_every_item_repeats(tmp_path: Path) -> None:
+    plug = "Get our weekly newsletter: sign up today and never miss a story from the valley."
+    stories = (
+        "The valley council approved a new cycle path between the two villages on Monday.",
+        "Heavy rain closed the mountain pass for the second time this month, police said.",
+        "The cheese cooperative reported record sales at the autumn fair in the old market.",
+    )
+    items = "".join(
+        f"<item><title>Item {n}</title><link>https://example.org/{n}</link>"
+        f"<description><![CDATA[<p>{story}</p><p>{plug}</p>]]></description></item>"
+        for n, story in enumerate(stories)
+    )
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{items}</channel></rss>',
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["extract", str(feed), "--json"])
+    assert result.exit_code == 0, result.stderr
+    articles = json.loads(result.stdout)["articles"]
+    assert [a["text"] for a in articles] == list(stories)
+    assert all("newsletter" not in a["html"] for a in articles)
+
+
 def test_extract_of_a_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["extract", str(tmp_path / "nope.html"), "--json"])
     assert result.exit_code == 1
