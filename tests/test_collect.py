@@ -57,15 +57,12 @@ def page(number: int) -> bytes:
         for n in range(1, 5)
     )
     return (
-        (
-            "<!doctype html><html lang='en'><head><title>Story {n}</title>"
-            "<link rel='canonical' href='https://harbour.example/stories/{n}'></head><body>"
-            "<nav><a href='/'>Home</a></nav><article><h1>Breakwater story {n}</h1>{body}</article>"
-            "</body></html>"
-        )
-        .format(n=number, body=body)
-        .encode()
-    )
+        f"<!doctype html><html lang='en'><head><title>Story {number}</title>"
+        f"<link rel='canonical' href='https://harbour.example/stories/{number}'></head><body>"
+        f"<nav><a href='/'>Home</a></nav>"
+        f"<article><h1>Breakwater story {number}</h1>{body}</article>"
+        "</body></html>"
+    ).encode()
 
 
 def feed_item(number: int, base: str, description: str) -> str:

@@ -15,8 +15,10 @@ TRACKING_PARAMS = frozenset({"fbclid", "gclid", "mc_cid", "mc_eid"})
 TRACKING_PREFIXES = ("utm_",)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-# What email clients render reliably and what cannot run code.
-ALLOWED_TAGS = frozenset(
+# What email clients render reliably and what cannot run code. Tables stay tables: unwrapped,
+# their cells ran together into one word per row ("1Kyle Busch5040").
+TABLE_TAGS = frozenset({"table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td"})
+ALLOWED_TAGS = TABLE_TAGS | frozenset(
     {"p", "a", "em", "strong", "ul", "ol", "li", "blockquote", "h2", "h3", "h4", "br", "img"}
 )
 ALLOWED_ATTRIBUTES = {"a": {"href"}, "img": {"src", "alt"}}
@@ -27,6 +29,7 @@ DROPPED_WITH_CONTENT = frozenset(
 )
 _IMG_WITHOUT_SRC = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>")
 
+SOFT_HYPHEN = "\u00ad"
 _INLINE_SPACE = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _HTML_SPACE = re.compile(r"\s+")  # HTML renders any run of whitespace as one space
@@ -75,8 +78,13 @@ def _is_tracking_param(name: str) -> bool:
 
 
 def clean_text(text: str) -> str:
-    """NFC, single spaces inside lines, at most one blank line between paragraphs, stripped."""
+    """NFC, single spaces inside lines, at most one blank line between paragraphs, stripped.
+
+    Soft hyphens go: they only mark where a line may break, and inside a word they split it
+    for search and comparison ("Mit\u00adtel\u00adal\u00adter").
+    """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace(SOFT_HYPHEN, "")
     lines = [_INLINE_SPACE.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,6 +93,81 @@ def test_extract_page_metadata_and_sanitised_html() -> None:
         assert forbidden not in article.html
 
 
+def _scrapinghub(corpus: Path) -> tuple[Path, dict[str, dict[str, str]]]:
+    folder = corpus / "extraction_scrapinghub"
+    return folder, json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
+
+
+def _scrapinghub_article(corpus: Path, key: str) -> Article:
+    folder, truth = _scrapinghub(corpus)
+    html = gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes())
+    return extract_page(html, url=truth[key]["url"], source="scrapinghub")
+
+
+def test_extract_page_keeps_table_cells_apart(corpus: Path) -> None:
+    article = _scrapinghub_article(
+        corpus, "11ea381ad92b5448cf66eae62f52ac565361a244c8881615fc6a7bb523cc0c32"
+    )
+    assert "\nPos. Piloto Pontos Vitórias Poles Top 5 Top 10\n" in article.text
+    assert "\n1 Kyle Busch 5040 5 1 17 27\n" in article.text
+    assert "<td>Kyle Busch</td>" in article.html
+
+
+def test_extract_page_leaves_out_photo_captions_and_credits(corpus: Path) -> None:
+    article = _scrapinghub_article(
+        corpus, "db6b0816c612296c7f1f001c6df874214fcca0da0fc86fb3aea9358c7f681754"
+    )
+    assert article.text.startswith("HANOI, Vietnam (AP) — U.S. Defense Secretary Mark Esper")
+    assert "Photo: Hau Dinh" not in article.text
+    assert article.image.startswith("https://")  # the lead image still comes from the metadata
+
+
+@pytest.mark.parametrize(
+    ("page", "why"),
+    [
+        ("t0440", "Japanese: no spaces between words"),
+        ("t0511", "Chinese: no spaces between words"),
+        ("t0497", "declared UTF-8 with one truncated character"),
+        ("t0648", "soft hyphens inside words"),
+    ],
+)
+def test_extract_page_keeps_every_must_keep_snippet(corpus: Path, page: str, why: str) -> None:
+    folder = corpus / "extraction_trafilatura_eval"
+    annotations = json.loads((folder / "annotations.json").read_text(encoding="utf-8"))
+    [item] = [item for item in annotations if item["id"] == page]
+    html = gzip.decompress((folder / "html" / f"{page}.html.gz").read_bytes())
+    text = " ".join(extract_page(html, url=item["url"], source="eval").text.split())
+    assert [s for s in item["with"] if " ".join(s.split()) not in text] == [], why
+
+
+def _shingles(text: str) -> Counter[tuple[str, ...]]:
+    tokens = re.findall(r"\w+", text)
+    return Counter(tuple(tokens[i : i + 4]) for i in range(max(1, len(tokens) - 3)) if tokens)
+
+
+def _precision_recall(gold: str, found: str) -> tuple[float, float]:
+    """The scrapinghub benchmark's per-page scores over 4-gram shingles."""
+    want, got = _shingles(gold), _shingles(found)
+    matched = sum((want & got).values())
+    return matched / max(1, sum(got.values())), matched / max(1, sum(want.values()))
+
+
+def test_extract_page_f1_on_fixed_scrapinghub_pages(corpus: Path) -> None:
+    # The first 15 pages by key, not a chosen subset; bench/bench_extract.py measures all 120.
+    folder, truth = _scrapinghub(corpus)
+    scores = []
+    for key in sorted(truth)[:15]:
+        html = gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes())
+        try:
+            text = extract_page(html, url=truth[key]["url"], source="scrapinghub").text
+        except ExtractError:
+            text = ""
+        scores.append(_precision_recall(truth[key]["articleBody"], text))
+    precision = sum(p for p, _ in scores) / len(scores)
+    recall = sum(r for _, r in scores) / len(scores)
+    assert 2 * precision * recall / (precision + recall) >= 0.97
+
+
 def test_extract_page_without_article_text_raises() -> None:
     with pytest.raises(ExtractError, match=r"^https://news\.example/empty: no article text found$"):
         extract_page(
@@ -165,6 +242,14 @@ def test_extract_document_refuses_binary_data() -> None:
 )
 def test_decode_document(data: bytes, content_type: str, expected: str) -> None:
     assert decode_document(data, content_type) == expected
+
+
+def test_decode_document_forgives_a_few_broken_bytes_in_the_declared_charset() -> None:
+    # A title cut mid-character must not turn the whole page into windows-1252 mojibake.
+    data = "<p>Zażółć gęślą jaźń</p>".encode() * 100 + b"<title>papieros\xc3...</title>"
+    text = decode_document(data, "text/html; charset=utf-8")
+    assert text.startswith("<p>Zażółć gęślą jaźń</p>")
+    assert text.endswith("<title>papieros\ufffd...</title>")
 
 
 def test_decode_document_never_fails_on_bad_bytes() -> None:

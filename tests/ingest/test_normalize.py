@@ -43,6 +43,11 @@ def test_clean_text_normalises_unicode_and_whitespace() -> None:
     assert clean_text(text) == "Café au lait\n\nsecond para\nline two"
 
 
+def test_clean_text_drops_soft_hyphens_inside_words() -> None:
+    assert clean_text("Schon im Mit\u00adtel\u00adal\u00adter war") == "Schon im Mittelalter war"
+    assert html_to_text("<p>Wein&shy;wirt&shy;schaft</p>") == "Weinwirtschaft"
+
+
 def test_sanitize_html_removes_code_and_keeps_links() -> None:
     dirty = (
         '<p onclick="steal()">Read <a href="/story?id=1" onmouseover="x()">the story</a>'
@@ -65,11 +70,24 @@ def test_sanitize_html_removes_code_and_keeps_links() -> None:
 
 def test_sanitize_html_keeps_only_email_safe_tags() -> None:
     clean = sanitize_html(
-        '<div class="x"><h1>Head</h1><h2 id="a">Sub</h2><table><tr><td>cell</td></tr></table>'
+        '<div class="x"><h1>Head</h1><h2 id="a">Sub</h2><section><span>text</span></section>'
         "<ul><li><em>one</em></li></ul><blockquote>q</blockquote><br></div>"
     )
-    expected = "Head<h2>Sub</h2>cell<ul><li><em>one</em></li></ul><blockquote>q</blockquote><br>"
+    expected = "Head<h2>Sub</h2>text<ul><li><em>one</em></li></ul><blockquote>q</blockquote><br>"
     assert clean == expected
+
+
+def test_sanitize_html_keeps_tables_so_cells_stay_apart() -> None:
+    clean = sanitize_html(
+        '<table class="stats" style="width:900px" onclick="x()"><caption>Standings</caption>'
+        '<tr><th>Pos.</th><th>Driver</th></tr><tr><td bgcolor="red">1</td><td>Kyle Busch</td></tr>'
+        "</table>"
+    )
+    assert clean == (
+        "<table><caption>Standings</caption><tbody><tr><th>Pos.</th><th>Driver</th></tr>"
+        "<tr><td>1</td><td>Kyle Busch</td></tr></tbody></table>"
+    )
+    assert html_to_text(clean) == "Standings\nPos. Driver\n1 Kyle Busch"
 
 
 def test_html_to_text_reads_blocks_as_paragraphs_and_lists_as_lines() -> None:
