@@ -11,10 +11,14 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
+import lxml.etree
+import lxml.html
 
 from digest.errors import SourceError
+from digest.ingest.feedbytes import WINDOWS_1252_FALLBACK, repair_xml, sniff_text
 from digest.ingest.normalize import (
     canonical_url,
     clean_text,
@@ -24,26 +28,37 @@ from digest.ingest.normalize import (
 )
 from digest.models import Article, FeedInfo, article_id
 
-UTF8_BOM = b"\xef\xbb\xbf"
 SUMMARY_LIMIT = 300
 TITLE_LIMIT = 120  # for items without a title, a title is cut from their text
 SNIFF_BYTES = 4096
+# nh3's time grows with the square of the nesting depth; HTML with more tags than this is
+# re-parsed by libxml2 first, which stops nesting at 256 levels.
+NESTED_MARKUP_TAGS = 500
 
 FEED_ROOTS = frozenset({"rss", "feed", "rdf", "channel"})
 _XML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _XML_DOCTYPE = re.compile(r"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _XML_ROOT = re.compile(r"<(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 # Some feeds escape the slashes: "https:\/\/jsonfeed.org\/version\/1".
 _JSON_FEED_VERSION = re.compile(r'"version"\s*:\s*"https?:(?:\\?/){2}jsonfeed\.org(?:\\?/)version')
 _JSON_FEED_VERSION_NUMBER = re.compile(r"jsonfeed\.org/version/(\d+)(?:\.(\d+))?")
 _JSON_FEED_KEYS = ('"feed_url"', '"home_page_url"')
+_URL_BREAKS = re.compile(r"[\t\r\n]")
+_WEB_URL = re.compile(r"https?://", re.I)
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
+_TAG = re.compile(r"<(?:/?[A-Za-z][\w:.-]*(?:\s[^<>]*)?/?|!--.*?--)>", re.S)
+# Markup in a plain-text title that could run or load something: an element of that kind, or
+# any tag with attributes. "<i> and <b> explained" is left as written.
+_ACTIVE_MARKUP = re.compile(
+    r"<\s*/?\s*(?:script|style|iframe|frame|object|embed|svg|math|template|noscript|form|img|"
+    r"link|meta|base|video|audio|source)\b|<[A-Za-z][\w:.-]*\s[^<>]*=",
+    re.I,
+)
 
 
 def looks_like_feed(data: bytes) -> bool:
     """True for RSS/Atom/RDF XML or a JSON Feed, even after a BOM or stray whitespace."""
-    head = _sniff_text(data[:SNIFF_BYTES]).lstrip()
+    head = sniff_text(data[:SNIFF_BYTES]).lstrip()
     if head.startswith("{"):
         return bool(_JSON_FEED_VERSION.search(head)) or (
             '"items"' in head and any(key in head for key in _JSON_FEED_KEYS)
@@ -55,48 +70,44 @@ def looks_like_feed(data: bytes) -> bool:
     return root is not None and root.group(1).lower() in FEED_ROOTS
 
 
-def _sniff_text(data: bytes) -> str:
-    """Enough of a decoding to see markup: BOMs and BOM-less UTF-16 are honoured."""
-    for bom, codec in (
-        (b"\xff\xfe\x00\x00", "utf-32-le"),
-        (b"\x00\x00\xfe\xff", "utf-32-be"),
-        (b"\xff\xfe", "utf-16-le"),
-        (b"\xfe\xff", "utf-16-be"),
-        (UTF8_BOM, "utf-8"),
-    ):
-        if data.startswith(bom):
-            return data[len(bom) :].decode(codec, errors="replace")
-    if data[1:20:2].count(0) > 5:
-        return data.decode("utf-16-le", errors="replace")
-    if data[0:20:2].count(0) > 5:
-        return data.decode("utf-16-be", errors="replace")
-    return data.decode("latin-1")
+def parse_feed(
+    data: bytes, *, url: str, source: str, content_type: str = ""
+) -> tuple[FeedInfo, list[Article]]:
+    """Every recoverable item of a feed as an Article; SourceError when nothing is.
 
-
-def parse_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, list[Article]]:
-    """Every recoverable item of a feed as an Article; SourceError when nothing is."""
+    `content_type` is the HTTP header: its charset applies when the document declares none.
+    """
     if not data.strip():
         raise SourceError(f"{source}: empty document, not a feed")
-    if _sniff_text(data[:SNIFF_BYTES]).lstrip().startswith("{"):
+    if sniff_text(data[:SNIFF_BYTES]).lstrip().startswith("{"):
         return _parse_json_feed(data, url=url, source=source)
-    return _parse_xml_feed(data, url=url, source=source)
+    return _parse_xml_feed(data, url=url, source=source, content_type=content_type)
 
 
 # --- RSS, Atom, RDF ----------------------------------------------------------------------------
 
 
-def _parse_xml_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, list[Article]]:
-    repaired, repair = _repair(data)
-    # No charset here: the XML declaration (or BOM) then decides the encoding, per RFC 7303.
+def _parse_xml_feed(
+    data: bytes, *, url: str, source: str, content_type: str
+) -> tuple[FeedInfo, list[Article]]:
+    repaired, repairs = repair_xml(data, content_type)
+    # No charset: repair_xml made the document UTF-8 (or left a BOM or declaration to decide).
     headers = {"content-type": "application/xml"}
     if url.startswith(("http://", "https://")):
         headers["content-location"] = url  # the base for relative links
     # A BytesIO, never bare bytes or str: feedparser treats a string as a path or URL to open.
-    # It strips DOCTYPEs (keeping only literal entities), so neither external entities nor
-    # nested "billion laughs" entities are ever expanded.
-    # feedparser resolves relative links (honouring xml:base); nh3 sanitises, later, once.
-    parsed = feedparser.parse(io.BytesIO(repaired), response_headers=headers, sanitize_html=False)
-    defect = _one_line(parsed.get("bozo_exception")) if parsed.get("bozo") else repair
+    # It strips DOCTYPEs (keeping only literal entities, which repair_xml bounds), so neither
+    # external nor nested "billion laughs" entities are ever expanded.
+    # nh3 sanitises later, resolving relative links against the feed's URL; feedparser's own
+    # resolving re-parses every body (a third of its time) and is needed only for xml:base.
+    parsed = feedparser.parse(
+        io.BytesIO(repaired),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=b"xml:base" in repaired,
+    )
+    bozo = [_one_line(parsed.get("bozo_exception"))] if parsed.get("bozo") else []
+    defect = "; ".join([*repairs, *bozo])
     feed = parsed.get("feed", {})
     language = str(feed.get("language") or "")
     articles = [
@@ -111,26 +122,11 @@ def _parse_xml_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, li
             raise SourceError(f"{source}: malformed feed with no recoverable items ({defect})")
     info = FeedInfo(
         title=_plain_title(feed.get("title", ""), feed.get("title_detail")),
-        link=str(feed.get("link") or url),
+        link=_web_link(str(feed.get("link") or ""), url) or url,
         format=str(parsed.get("version") or "unknown"),
         defect=defect,
     )
     return info, articles
-
-
-def _repair(data: bytes) -> tuple[bytes, str]:
-    """Fix the two byte-level defects that defeat XML parsers yet lose nothing when fixed."""
-    if not data.startswith((b"\xff\xfe", b"\xfe\xff", UTF8_BOM)):
-        for codec, zeros in (("utf-16-le", data[1:20:2]), ("utf-16-be", data[0:20:2])):
-            if zeros.count(0) > 5:
-                text = _XML_DECLARATION.sub("", data.decode(codec, errors="replace"), count=1)
-                return text.encode("utf-8"), f"{codec} without a byte order mark"
-    bom = UTF8_BOM if data.startswith(UTF8_BOM) else b""
-    body = data[len(bom) :]
-    stripped = body.lstrip(b" \t\r\n")
-    if len(stripped) < len(body) and stripped.startswith(b"<?xml"):
-        return bom + stripped, "whitespace before the XML declaration"
-    return data, ""
 
 
 def _article_from_entry(
@@ -141,6 +137,8 @@ def _article_from_entry(
     return _build_article(
         source=source,
         base_url=url,
+        # Where feedparser would have resolved them: against the feed's own URL.
+        content_base=url if _WEB_URL.match(url) else "",
         link=str(entry.get("link") or ""),
         guid=str(entry.get("id") or ""),
         title=_plain_title(entry.get("title", ""), entry.get("title_detail")),
@@ -193,10 +191,35 @@ def _entry_images(entry: Mapping[str, Any]) -> Iterator[str]:
         yield str(image.get("href") or "")
 
 
-def _plain_title(title: str, detail: Mapping[str, Any] | None) -> str:
-    if detail and detail.get("type") in _HTML_TYPES:
-        title = html_to_text(title)
-    return " ".join(str(title).split())
+def _plain_title(title: object, detail: Mapping[str, Any] | None = None) -> str:
+    """A title on one line; HTML titles, and text titles with active markup, read as HTML."""
+    text = str(title or "")
+    if (detail and detail.get("type") in _HTML_TYPES) or _ACTIVE_MARKUP.search(text):
+        text = html_to_text(text)
+    return " ".join(text.split())
+
+
+def _web_link(value: str, base_url: str) -> str:
+    """An absolute http(s) URL, or "" for links a reader should not follow (javascript:, data:)."""
+    # Browsers drop tabs and line breaks inside URLs: "java\tscript:" is javascript:.
+    value = _URL_BREAKS.sub("", value).strip()
+    if value and not _WEB_URL.match(value) and _WEB_URL.match(base_url):
+        try:
+            value = urljoin(base_url, value)
+        except ValueError:  # a malformed host such as "//[::1"
+            return ""
+    return value if _WEB_URL.match(value) else ""
+
+
+def _bounded_html(html: str) -> str:
+    """HTML whose nesting cannot make sanitising slow: libxml2 re-parses long fragments."""
+    if html.count("<") <= NESTED_MARKUP_TAGS:
+        return html
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return _as_html(_TAG.sub(" ", html), "text/plain")
+    return lxml.html.tostring(root, encoding="unicode")
 
 
 def _struct_time_to_utc(value: time.struct_time | None) -> datetime | None:
@@ -218,13 +241,16 @@ def _one_line(exception: object) -> str:
 
 
 def _parse_json_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, list[Article]]:
-    text = data.decode("utf-8-sig", errors="replace")
+    text = data.decode("utf-8-sig", errors=WINDOWS_1252_FALLBACK)
     defect = ""
     try:
         # strict=False lets raw control characters inside strings through, as real feeds have.
         document = json.loads(text, strict=False)
     except json.JSONDecodeError as error:
         defect = f"invalid JSON: {error}"
+        document = _recover_json_feed(text)
+    except RecursionError:
+        defect = "invalid JSON: nested too deeply"
         document = _recover_json_feed(text)
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise SourceError(f"{source}: not a JSON Feed (no top-level items list)")
@@ -239,8 +265,8 @@ def _parse_json_feed(data: bytes, *, url: str, source: str) -> tuple[FeedInfo, l
     if not articles and defect:
         raise SourceError(f"{source}: malformed feed with no recoverable items ({defect})")
     info = FeedInfo(
-        title=" ".join(str(document.get("title") or "").split()),
-        link=str(document.get("home_page_url") or url),
+        title=_plain_title(document.get("title")),
+        link=_web_link(str(document.get("home_page_url") or ""), url) or url,
         format=_json_feed_format(document.get("version")),
         defect=shorten(defect, 200),
     )
@@ -272,7 +298,7 @@ def _recover_json_feed(text: str) -> dict[str, Any]:
             position += 1
         try:
             item, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             break
         items.append(item)
     document["items"] = items
@@ -302,7 +328,7 @@ def _article_from_json_item(
         base_url=base_url,
         link=str(item.get("url") or item.get("external_url") or ""),
         guid=str(item.get("id") or ""),
-        title=" ".join(str(item.get("title") or "").split()),
+        title=_plain_title(item.get("title")),
         content_html=content_html or _as_html(summary, "text/plain"),
         summary_html=_as_html(summary, "text/plain"),
         published=_parse_rfc3339(item.get("date_published") or item.get("date_modified")),
@@ -351,11 +377,15 @@ def _build_article(
     categories: list[str],
     image: str,
     language: str,
+    content_base: str = "",
 ) -> Article | None:
-    """One Article from an item's parts, or None when the item carries nothing to show."""
-    link = link.strip()
+    """One Article from an item's parts, or None when the item carries nothing to show.
+
+    Relative links in the content resolve against `content_base`, else the item's own link.
+    """
+    link = _web_link(link, base_url)
     canonical = canonical_url(link) if link else ""
-    html = sanitize_html(content_html, base_url=link or base_url)
+    html = sanitize_html(_bounded_html(content_html), base_url=content_base or link or base_url)
     text = html_to_text(html)
     summary = shorten(html_to_text(summary_html) or text, SUMMARY_LIMIT)
     title = title or shorten(text, TITLE_LIMIT) or link
@@ -374,6 +404,6 @@ def _build_article(
         html=html,
         author=" ".join(author.split()),
         language=language,
-        image=image.strip(),
-        categories=tuple(dict.fromkeys(c.strip() for c in categories if c.strip())),
+        image=_web_link(image, link or base_url),
+        categories=tuple(dict.fromkeys(" ".join(c.split()) for c in categories if c.strip())),
     )

@@ -24,6 +24,7 @@ SMALL_FEED_BYTES = 150_000  # feedparser needs seconds for the few megabyte-size
 EMPTY_ITEMS = {
     "netnewswire/authors.json": 4,  # items with only an id and empty content_html
     "rss-parser/incomplete-fields.atom": 1,  # <entry><author></author></entry>
+    "rss-parser/missing-fields.atom": 1,  # <entry> with only a tag: id, no web link
     "rome/dublin-core-date.xml": 1,  # an item holding only dates
     "miniflux/no_encoding_ISO-8859-1.xml": 1,  # one <item> with empty title, link and text
 }
@@ -146,6 +147,30 @@ def test_utf16_feed_without_byte_order_mark_is_read(corpus: Path) -> None:
     info, articles = _parse(corpus, "feeds_malformed/simplepie/feed-utf16le.xml")
     assert [a.title for a in articles] == ["Test feed title 1"]
     assert "utf-16" in info.defect
+
+
+@pytest.mark.parametrize(
+    ("relative", "feed_title", "titles"),
+    [
+        ("miniflux/windows-1252-incorrect-prolog.xml", "Euro €", []),
+        ("miniflux/utf8-incorrect-prolog.xml", "테스트 피드", ["Café"]),
+        ("miniflux/windows-1252.xml", "Euro €", []),
+        ("miniflux/iso-8859-1.xml", "Café", []),
+        ("miniflux/koi8r.xml", "Пример RSS ленты", ["Первая новость", "Вторая новость"]),
+    ],
+)
+def test_declared_and_mislabelled_encodings_give_the_right_text(
+    corpus: Path, relative: str, feed_title: str, titles: list[str]
+) -> None:
+    info, articles = _parse(corpus, f"feeds_malformed/{relative}")
+    assert (info.title, [a.title for a in articles]) == (feed_title, titles)
+
+
+def test_latin1_feed_without_a_declaration_is_read_as_windows_1252(corpus: Path) -> None:
+    # A real feed: "é\xa0»" is valid UTF-8 by chance, yet the document as a whole is Latin-1.
+    info, articles = _parse(corpus, "feeds_malformed/miniflux/no_encoding_ISO-8859-1.xml")
+    assert any("« doué », « surdoué »" in article.text for article in articles)
+    assert info.defect == "no encoding declared and not UTF-8; read as windows-1252"
 
 
 def test_no_malformed_feed_raises_anything_but_source_error(corpus: Path) -> None:

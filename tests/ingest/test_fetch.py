@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +39,7 @@ class ServerState:
 
     base: str = ""
     user_agents: list[str] = field(default_factory=list)
+    accept_encodings: list[str] = field(default_factory=list)
     active: int = 0
     most_active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,6 +53,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             state.user_agents.append(self.headers.get("User-Agent", ""))
+            state.accept_encodings.append(self.headers.get("Accept-Encoding", ""))
             route = self.path.split("?")[0]
             if route == "/feed.xml":
                 self._feed()
@@ -64,6 +67,22 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 self._stream_without_length(b"y" * 5000)
             elif route == "/gzip":
                 self._reply(200, gzip.compress(FEED), {"Content-Encoding": "gzip"})
+            elif route == "/x-gzip":
+                self._reply(200, gzip.compress(FEED), {"Content-Encoding": "x-gzip"})
+            elif route == "/deflate":
+                self._reply(200, zlib.compress(FEED), {"Content-Encoding": "deflate"})
+            elif route == "/raw-deflate":
+                raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+                body = raw.compress(FEED) + raw.flush()
+                self._reply(200, body, {"Content-Encoding": "deflate"})
+            elif route == "/mislabelled-encoding":
+                self._reply(200, FEED, {"Content-Encoding": "utf-8"})
+            elif route == "/brotli":
+                self._reply(200, b"\x0b\x02\x80hello\x03", {"Content-Encoding": "br"})
+            elif route == "/corrupt-gzip":
+                self._reply(
+                    200, gzip.compress(FEED)[:10] + b"garbage!", {"Content-Encoding": "gzip"}
+                )
             elif route == "/hang":
                 state.release_hang.wait(5)
                 self._reply(200, b"late")
@@ -168,8 +187,14 @@ async def test_redirect_is_followed_and_final_url_reported(server: ServerState) 
     assert fetched.location == f"{server.base}/redirect"
 
 
-async def test_gzip_body_is_decompressed(server: ServerState) -> None:
-    assert (await _fetch(f"{server.base}/gzip")).data == FEED
+@pytest.mark.parametrize("path", ["/gzip", "/x-gzip", "/deflate", "/raw-deflate"])
+async def test_compressed_bodies_are_inflated(server: ServerState, path: str) -> None:
+    assert (await _fetch(f"{server.base}{path}")).data == FEED
+    assert server.accept_encodings == ["gzip, deflate"]
+
+
+async def test_an_unknown_content_encoding_label_means_none(server: ServerState) -> None:
+    assert (await _fetch(f"{server.base}/mislabelled-encoding")).data == FEED
 
 
 @pytest.mark.parametrize(
@@ -177,7 +202,8 @@ async def test_gzip_body_is_decompressed(server: ServerState) -> None:
     [
         ("/missing", "HTTP 404 Not Found"),
         ("/big-declared", "too large (5000 bytes, limit 1000)"),
-        ("/big-streamed", "too large (over 1000 bytes)"),
+        ("/big-streamed", "too large (over the 1000-byte limit)"),
+        ("/brotli", "unsupported Content-Encoding br"),
         ("/loop", "more than 5 redirects"),
         ("/hang", "timed out (ReadTimeout)"),
     ],
@@ -189,6 +215,12 @@ async def test_failures_become_one_line_source_errors(
     with pytest.raises(SourceError) as raised:
         await _fetch(location)
     assert str(raised.value) == f"{location}: {message}"
+
+
+async def test_a_corrupt_compressed_body_is_a_source_error(server: ServerState) -> None:
+    location = f"{server.base}/corrupt-gzip"
+    with pytest.raises(SourceError, match=r": cannot decompress the gzip body \(Error -3 "):
+        await _fetch(location)
 
 
 async def test_total_timeout_bounds_a_slow_server(server: ServerState) -> None:
