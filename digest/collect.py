@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from digest.config import Settings, SourceConfig
+from digest.config import FetchConfig, Settings, SourceConfig
 from digest.errors import DigestError, ExtractError, SourceError
 from digest.ingest.boilerplate import MIN_ARTICLES, paragraph_fingerprints, strip_boilerplate
 from digest.ingest.dedupe import dedupe
@@ -72,7 +72,7 @@ async def fetch_sources(
     chosen = [s for s in settings.sources if only is None or s.name == only]
     if only is not None and not chosen:
         raise DigestError(f"no source named {only!r} in {settings.path}")
-    limits = limits or FetchLimits()
+    limits = limits or fetch_limits(settings.file.fetch)
     plan = [(source, _locations(settings, source)) for source in chosen]
     validators = {
         locations[0]: store.source_validators(source.name)
@@ -105,6 +105,19 @@ async def fetch_sources(
         found=len(current),
         duplicates=len(current) - len(unique),
         stored=stored,
+    )
+
+
+def fetch_limits(config: FetchConfig) -> FetchLimits:
+    """The operator's [fetch] settings as the fetcher's limits."""
+    defaults = FetchLimits()
+    return FetchLimits(
+        max_bytes=config.max_bytes,
+        total_timeout=config.timeout,
+        connect_timeout=min(defaults.connect_timeout, config.timeout),
+        read_timeout=min(defaults.read_timeout, config.timeout),
+        per_host=config.per_host,
+        total=config.concurrency,
     )
 
 

@@ -133,6 +133,17 @@ class MailConfig(_Strict):
     reply_to: str = Field(default="", description="Reply-To header, if replies go elsewhere.")
 
 
+class FetchConfig(_Strict):
+    concurrency: int = Field(default=10, ge=1, le=100, description="Requests in flight at once.")
+    per_host: int = Field(default=2, ge=1, le=20, description="Requests in flight per host.")
+    timeout: float = Field(
+        default=60, gt=0, le=600, description="Seconds one document may take in all."
+    )
+    max_bytes: int = Field(
+        default=10_000_000, ge=10_000, description="Largest document read (after decompression)."
+    )
+
+
 class FileSettings(_Strict):
     version: Literal[1] = Field(description="Schema version of this file.")
     name: str = Field(default="digest", description="Publication name, used in List-Id.")
@@ -149,6 +160,7 @@ class FileSettings(_Strict):
         default="templates", description="Folder of your own templates, tried before ours."
     )
     mail: MailConfig = Field(default_factory=MailConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig, description="Limits on every download.")
     sources: tuple[SourceConfig, ...] = Field(default=(), description="Where articles come from.")
     digests: tuple[DigestConfig, ...] = Field(default=(), description="What is sent, to whom.")
 

@@ -201,6 +201,20 @@ def test_items_with_their_full_story_are_not_fetched_again(
     assert site.requests["/stories/1.html"] == 0
 
 
+def test_fetch_settings_bound_every_download(site: Site, tmp_path: Path, store: Store) -> None:
+    site.files["/big.xml"] = ("application/rss+xml", rss(feed_item(1, site.base, "x" * 20_000)))
+    site.files["/small.xml"] = ("application/rss+xml", rss(feed_item(2, site.base, "Small.")))
+    settings = settings_for(
+        tmp_path,
+        "[fetch]\nmax_bytes = 10000\n"
+        f'[[sources]]\nname = "big"\nurl = "{site.base}/big.xml"\n'
+        f'[[sources]]\nname = "small"\nurl = "{site.base}/small.xml"\n',
+    )
+    big, small = fetch(settings, store).sources
+    assert "too large" in big.error and "10000" in big.error
+    assert small.found == 1 and not small.error
+
+
 # --- learned boilerplate ---------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from digest.config import (
     DigestConfig,
+    FetchConfig,
     FileSettings,
     MailConfig,
     SourceConfig,
@@ -108,7 +109,7 @@ def test_unknown_digest_name_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", [FileSettings, MailConfig, SourceConfig, DigestConfig, TopicConfig]
+    "model", [FileSettings, MailConfig, FetchConfig, SourceConfig, DigestConfig, TopicConfig]
 )
 def test_every_setting_has_help_and_is_documented(model: type[BaseModel]) -> None:
     documented = DOCS.read_text(encoding="utf-8")

@@ -20,6 +20,7 @@ from rapidfuzz import fuzz
 
 from digest.config import (
     DigestConfig,
+    FetchConfig,
     FileSettings,
     MailConfig,
     Settings,
@@ -484,8 +485,13 @@ def test_written_config_shows_every_setting_an_operator_can_use(tmp_path: Path, 
         text = write_demo(tmp_path / "d", now=NOW, secret=SECRET).config.read_text("utf-8")
     else:
         text = write_starter(tmp_path / "s").read_text(encoding="utf-8")
-    tables = {"mail": "[mail]", "sources": "[[sources]]", "digests": "[[digests]]"}
-    for model in (FileSettings, MailConfig, SourceConfig, DigestConfig, TopicConfig):
+    tables = {
+        "mail": "[mail]",
+        "fetch": "[fetch]",
+        "sources": "[[sources]]",
+        "digests": "[[digests]]",
+    }
+    for model in (FileSettings, MailConfig, FetchConfig, SourceConfig, DigestConfig, TopicConfig):
         for field in model.model_fields:
             if field in tables:
                 assert tables[field] in text, field
