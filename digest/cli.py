@@ -150,20 +150,19 @@ def fetch(
     json_output: JsonFlag = False,
 ) -> None:
     """Fetch every source now and store new articles."""
-    from digest.pipeline import fetch_sources
+    from digest.collect import fetch_sources  # not via pipeline: grouping's imports are heavy
 
     settings = settings_from(ctx)
     store = open_store(settings)
-    total = 1 if source else len(settings.sources)
     with _progress(disable=json_output) as progress:
-        task = progress.add_task("fetching", total=total)
+        task = progress.add_task("fetching", total=None)
         report = asyncio.run(
             fetch_sources(
                 settings,
                 store,
                 clock=utc_now,
                 only=source,
-                on_progress=lambda _name: progress.advance(task),
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         )
     if json_output:

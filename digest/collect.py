@@ -48,6 +48,22 @@ class FetchReport:
         return tuple(s for s in self.sources if s.error)
 
 
+class _Progress:
+    """Counts documents fetched against documents planned, which grow with full-text pages."""
+
+    def __init__(self, report: Callable[[int, int], None], *, total: int) -> None:
+        self.report, self.done, self.total = report, 0, total
+        report(0, total)
+
+    def add(self, count: int) -> None:
+        self.total += count
+        self.report(self.done, self.total)
+
+    def advance(self, _location: str) -> None:
+        self.done += 1
+        self.report(self.done, self.total)
+
+
 @dataclass(frozen=True, slots=True)
 class _SourceRead:
     """One source after reading: its outcome so far and the articles the store lacks."""
@@ -66,9 +82,12 @@ async def fetch_sources(
     clock: Callable[[], datetime],
     only: str | None = None,
     limits: FetchLimits | None = None,
-    on_progress: Callable[[str], None] = lambda _name: None,
+    on_progress: Callable[[int, int], None] = lambda _done, _total: None,
 ) -> FetchReport:
-    """Fetch every source (or one), store new articles; a failing source never stops the rest."""
+    """Fetch every source (or one), store new articles; a failing source never stops the rest.
+
+    `on_progress(done, total)` follows the documents fetched: feeds, files and full-text pages.
+    """
     chosen = [s for s in settings.sources if only is None or s.name == only]
     if only is not None and not chosen:
         raise DigestError(f"no source named {only!r} in {settings.path}")
@@ -80,7 +99,10 @@ async def fetch_sources(
         if len(locations) == 1 and is_url(locations[0])
     }
     everything = [location for _source, locations in plan for location in locations]
-    results = await fetch_many(everything, limits=limits, validators=validators)
+    progress = _Progress(on_progress, total=len(everything))
+    results = await fetch_many(
+        everything, limits=limits, validators=validators, on_fetched=progress.advance
+    )
     fetched = dict(zip(everything, results, strict=True))
 
     reads = []
@@ -88,7 +110,7 @@ async def fetch_sources(
         outcome, articles = _read_source(source, locations, fetched)
         unseen = store.unseen_articles(articles) if articles else []
         reads.append(_SourceRead(source, tuple(locations), outcome, tuple(articles), tuple(unseen)))
-    reads = await _complete_teasers(reads, limits=limits)
+    reads = await _complete_teasers(reads, limits=limits, progress=progress)
 
     current: list[Article] = []
     for read in reads:
@@ -96,7 +118,6 @@ async def fetch_sources(
         cleaned = _without_boilerplate(store, read.source, read.unseen, now=now)
         current.extend(_updated(read.articles, cleaned))
         _record_health(settings, store, read, fetched, now=now)
-        on_progress(read.source.name)
     # Stored articles take part, so a new copy of a story already kept is still a duplicate.
     unique = dedupe(current)
     stored = store.save_articles(unique, now=clock())
@@ -242,7 +263,9 @@ def is_teaser(article: Article, locations: Sequence[str]) -> bool:
     )
 
 
-async def _complete_teasers(reads: list[_SourceRead], *, limits: FetchLimits) -> list[_SourceRead]:
+async def _complete_teasers(
+    reads: list[_SourceRead], *, limits: FetchLimits, progress: _Progress
+) -> list[_SourceRead]:
     """For `full_text = true` sources, each teaser's page is fetched and its article taken in.
 
     All sources' pages are fetched together, within the same global and per-host limits.
@@ -256,7 +279,9 @@ async def _complete_teasers(reads: list[_SourceRead], *, limits: FetchLimits) ->
     urls = sorted({article.url for teasers in wanted.values() for article in teasers})
     if not urls:
         return reads
-    pages = dict(zip(urls, await fetch_many(urls, limits=limits), strict=True))
+    progress.add(len(urls))
+    fetched = await fetch_many(urls, limits=limits, on_fetched=progress.advance)
+    pages = dict(zip(urls, fetched, strict=True))
     completed = []
     for read in reads:
         teasers = wanted.get(read.source.name)

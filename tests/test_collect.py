@@ -126,8 +126,14 @@ def settings_for(tmp_path: Path, sources: str) -> Settings:
     return parse_settings(text, tmp_path / "digest.toml", {})
 
 
-def fetch(settings: Settings, store: Store) -> FetchReport:
-    return asyncio.run(fetch_sources(settings, store, clock=lambda: NOW))
+def fetch(
+    settings: Settings, store: Store, progress: list[tuple[int, int]] | None = None
+) -> FetchReport:
+    def heard(done: int, total: int) -> None:
+        if progress is not None:
+            progress.append((done, total))
+
+    return asyncio.run(fetch_sources(settings, store, clock=lambda: NOW, on_progress=heard))
 
 
 def stored_texts(store: Store) -> dict[str, str]:
@@ -153,9 +159,13 @@ def test_full_text_source_fetches_each_teasers_page_once(
         f'[[sources]]\nname = "harbour"\nurl = "{site.base}/feed.xml"\nfull_text = true\n',
     )
 
-    report = fetch(settings, store)
+    progress: list[tuple[int, int]] = []
+    report = fetch(settings, store, progress)
 
     assert report.stored == 3
+    # One feed, then its three pages: the bar's total grows as the pages are planned.
+    assert progress[0] == (0, 1) and progress[-1] == (4, 4)
+    assert [done for done, _total in progress] == sorted(done for done, _total in progress)
     texts = stored_texts(store)
     assert "Paragraph 3 of story 1." in texts["Breakwater story 1"]
     assert "Paragraph 3 of story 2." in texts["Breakwater story 2"]

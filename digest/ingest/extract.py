@@ -29,6 +29,7 @@ MIN_ARTICLE_WORDS = 10
 CANONICAL_XPATH = "//link[@rel='canonical']/@href"
 OG_URL_XPATH = "//meta[@property='og:url']/@content"
 PUBLISHED_XPATH = "//meta[@property='article:published_time']/@content"
+BINARY_SNIFF_BYTES = 4096
 CHARSET_SNIFF_BYTES = 16_384  # charset <meta> tags sometimes sit after 1024 bytes of <head>
 # A declared or UTF-8 reading may fail on a few bytes (a title cut mid-character) and still be
 # right; reading the whole page as windows-1252 instead turns all of it into mojibake.
@@ -55,8 +56,15 @@ def extract_document(
     data: bytes, *, location: str, source: str, content_type: str = ""
 ) -> tuple[FeedInfo, list[Article]] | Article:
     """A feed becomes (FeedInfo, articles); a page or text file becomes one Article."""
+    if not data.strip():
+        raise ExtractError(f"{location}: empty document")
     if looks_like_feed(data):
-        return parse_feed(data, url=location, source=source)
+        return parse_feed(data, url=location, source=source, content_type=content_type)
+    if _looks_binary(data[:BINARY_SNIFF_BYTES]):
+        raise ExtractError(
+            f"{location}: binary data, not a feed, web page or text file"
+            f" ({content_type or 'no content type'}, {len(data)} bytes)"
+        )
     suffix = PurePosixPath(urlsplit(location).path).suffix.lower()
     media_type = content_type.split(";", 1)[0].strip().lower()
     if suffix in _MARKDOWN_SUFFIXES or media_type == "text/markdown":
@@ -66,6 +74,24 @@ def extract_document(
     if suffix in _HTML_SUFFIXES or "html" in media_type or _looks_like_html(data):
         return extract_page(data, url=location, source=source, content_type=content_type)
     raise ExtractError(f"{location}: not a feed, web page or text file ({media_type or suffix})")
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes mean binary data, unless they fall in UTF-16's rhythm (every other byte)."""
+    if b"\x00" not in head or head.startswith(tuple(bom for bom, _codec in _BOMS)):
+        return False
+    return not _utf16_rhythm(head)
+
+
+def _utf16_rhythm(head: bytes) -> str:
+    """'utf-16-le' or '-be' for BOM-less UTF-16 of mostly Latin text (NUL in every other byte)."""
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    enough = max(1, len(head) // 8)
+    if even == 0 and odd >= enough:
+        return "utf-16-le"
+    if odd == 0 and even >= enough:
+        return "utf-16-be"
+    return ""
 
 
 def _looks_like_html(data: bytes) -> bool:
@@ -81,6 +107,9 @@ def decode_document(data: bytes, content_type: str = "") -> str:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(codec, errors="replace")
+    rhythm = _utf16_rhythm(data[:BINARY_SNIFF_BYTES])
+    if rhythm:
+        return data.decode(rhythm, errors="replace")
     declared = [m.group(1) for m in [_CHARSET_PARAM.search(content_type)] if m]
     in_meta = [
         m.group(1).decode("ascii") for m in [_META_CHARSET.search(data[:CHARSET_SNIFF_BYTES])] if m

@@ -6,7 +6,7 @@ import asyncio
 import mimetypes
 import os
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,10 +237,12 @@ async def fetch_many(
     *,
     limits: FetchLimits,
     validators: Mapping[str, tuple[str, str]] | None = None,
+    on_fetched: Callable[[str], None] = lambda _location: None,
 ) -> list[Fetched | SourceError]:
     """Fetch all locations concurrently, at most `total` at once and `per_host` per host.
 
     Results keep the order of `locations`; a failed source yields its SourceError in place.
+    `on_fetched` hears of each location as it completes, successful or not (for progress).
     """
     validators = validators or {}
     everyone = asyncio.Semaphore(limits.total)
@@ -255,11 +257,13 @@ async def fetch_many(
         # The host's slot first: waiting for a busy host must not hold a global slot.
         async with host_slot, everyone:
             try:
-                return await fetch_location(
+                result: Fetched | SourceError = await fetch_location(
                     client, location, limits=limits, etag=etag, last_modified=last_modified
                 )
             except SourceError as error:
-                return error
+                result = error
+        on_fetched(location)
+        return result
 
     async with make_client(limits) as client:
         return list(await asyncio.gather(*(fetch_one(client, loc) for loc in locations)))

@@ -230,6 +230,40 @@ def test_extract_document_refuses_binary_data() -> None:
         extract_document(b"\x00\x01\x02PK\x03\x04", location="/srv/blob.bin", source="s")
 
 
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 8
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html", ""])
+def test_binary_served_under_a_text_type_is_refused_not_read_as_text(content_type: str) -> None:
+    with pytest.raises(ExtractError, match=r"^https://x\.example/a: binary data.*bytes\)$"):
+        extract_document(PNG, location="https://x.example/a", source="s", content_type=content_type)
+
+
+def test_utf16_text_without_a_byte_order_mark_is_not_mistaken_for_binary() -> None:
+    data = "A title\n\n" + "Plain words in a file, long enough to be an article body. " * 3
+    article = extract_document(
+        data.encode("utf-16-le"), location="/srv/a.txt", source="s", content_type="text/plain"
+    )
+    assert isinstance(article, Article) and "Plain words" in article.text
+
+
+@pytest.mark.parametrize("data", [b"", b"  \r\n\t "])
+def test_an_empty_document_says_so(data: bytes) -> None:
+    with pytest.raises(ExtractError, match=r"^https://x\.example/e: empty document$"):
+        extract_document(data, location="https://x.example/e", source="s")
+
+
+def test_a_feeds_http_charset_applies_when_the_feed_declares_none() -> None:
+    feed = (
+        '<rss version="2.0"><channel><title>Caf\xe9</title><item><title>Cr\xe8me br\xfbl\xe9e'
+        "</title><link>https://x.example/1</link></item></channel></rss>"
+    ).encode("latin-1")
+    info, items = extract_document(  # type: ignore[misc]
+        feed, location="https://x.example/f", source="s", content_type="text/xml; charset=latin-1"
+    )
+    assert info.title == "Café" and items[0].title == "Crème brûlée"
+
+
 @pytest.mark.parametrize(
     ("data", "content_type", "expected"),
     [

@@ -229,8 +229,8 @@ async def test_pages_images_and_oversized_bodies_fail_their_source_only(
     expected_errors = {
         "page": 'kind = "feed", but this is an article page, not a feed',
         "page-as-feed": 'kind = "feed", but this is an article page, not a feed',
-        "png": f"{base}/logo.png: not a feed, web page or text file (image/png)",
-        "png-as-feed": "not a feed, web page or text file (application/rss+xml)",
+        "png": f"{base}/logo.png: binary data, not a feed, web page or text file (image/png",
+        "png-as-feed": "binary data, not a feed, web page or text file (application/rss+xml,",
         "huge": f"{base}/chunked-50mb: too large (over the {LIMITS.max_bytes}-byte limit)",
     }
     for name, expected in expected_errors.items():
