@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import brotli
 import httpx
 
 from digest import __version__
@@ -22,12 +23,13 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.8, text/plain;q=0.7, */*;q=0.5"
 )
-# Feeds are text: gzip and deflate are all a server needs. We inflate them ourselves, a piece at a
-# time, so a compression bomb stops at the size cap (httpx inflates each network chunk whole).
-ACCEPT_ENCODING = "gzip, deflate"
+# We inflate bodies ourselves, a piece at a time, so a compression bomb stops at the size cap
+# (httpx inflates each network chunk whole).
+ACCEPT_ENCODING = "gzip, deflate, br"
 INFLATE_PIECE = 65_536  # bytes of output per step
 _INFLATE_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS}
-_UNASKED_ENCODINGS = frozenset({"br", "zstd", "compress", "x-compress"})
+_UNASKED_ENCODINGS = frozenset({"zstd", "compress", "x-compress"})
+_KNOWN_ENCODINGS = ("gzip", "x-gzip", "deflate", "br")
 FOLDER_SUFFIXES = frozenset({".txt", ".md", ".html", ".htm"})
 LOCAL_HOST = ""  # local files share the global limit only
 
@@ -158,37 +160,67 @@ async def _stream(
 
 
 def _content_encoding(url: str, values: list[str]) -> str:
-    """The one compression we must undo ("gzip", "deflate" or ""); unknown labels mean none."""
+    """The one compression we must undo ("gzip", "deflate", "br" or ""); unknown labels: none."""
     found = [v.strip().lower() for v in values if v.strip().lower() not in ("", "identity")]
     unasked = [value for value in found if value in _UNASKED_ENCODINGS]
-    known = [value for value in found if value in ("gzip", "x-gzip", "deflate")]
+    known = [value for value in found if value in _KNOWN_ENCODINGS]
     if unasked or len(known) > 1:
         raise SourceError(f"{url}: unsupported Content-Encoding {', '.join(found)}")
     return known[0] if known else ""
 
 
 async def _decoded(raw: AsyncIterator[bytes], encoding: str, url: str) -> AsyncIterator[bytes]:
-    """The body as sent, or inflated in pieces of at most INFLATE_PIECE bytes."""
-    inflater = None
-    async for chunk in raw:
-        if not encoding:
+    """The body as sent, or decompressed in pieces of at most INFLATE_PIECE bytes."""
+    if not encoding:
+        async for chunk in raw:
             yield chunk
-            continue
-        if inflater is None:
-            inflater = zlib.decompressobj(_INFLATE_WBITS.get(encoding) or _deflate_wbits(chunk))
+        return
+    decompressor: _Decompressor | None = None
+    async for chunk in raw:
+        decompressor = decompressor or _decompressor(encoding, chunk)
         try:
-            for piece in _inflate(inflater, chunk):
+            for piece in decompressor.pieces(chunk):
                 yield piece
-        except zlib.error as error:
+        except (zlib.error, brotli.error) as error:
             raise SourceError(f"{url}: cannot decompress the {encoding} body ({error})") from error
-    if inflater is not None:
-        yield inflater.flush()
+    if decompressor is not None:
+        yield decompressor.rest()
 
 
-def _inflate(inflater: zlib._Decompress, data: bytes) -> Iterator[bytes]:
-    while data and not inflater.eof:
-        yield inflater.decompress(data, INFLATE_PIECE)
-        data = inflater.unconsumed_tail
+class _Decompressor:
+    """gzip/deflate through zlib, with each step's output capped at INFLATE_PIECE bytes."""
+
+    def __init__(self, wbits: int) -> None:
+        self.inflater = zlib.decompressobj(wbits)
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        while data and not self.inflater.eof:
+            yield self.inflater.decompress(data, INFLATE_PIECE)
+            data = self.inflater.unconsumed_tail
+
+    def rest(self) -> bytes:
+        return self.inflater.flush()
+
+
+class _Unbrotli(_Decompressor):
+    """brotli, with the same cap: its output buffer stops growing at INFLATE_PIECE bytes."""
+
+    def __init__(self) -> None:
+        self.brotli = brotli.Decompressor()
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        yield self.brotli.process(data, output_buffer_limit=INFLATE_PIECE)
+        while not self.brotli.can_accept_more_data():
+            yield self.brotli.process(b"", output_buffer_limit=INFLATE_PIECE)
+
+    def rest(self) -> bytes:
+        return b""
+
+
+def _decompressor(encoding: str, first: bytes) -> _Decompressor:
+    if encoding == "br":
+        return _Unbrotli()
+    return _Decompressor(_INFLATE_WBITS.get(encoding) or _deflate_wbits(first))
 
 
 def _deflate_wbits(first: bytes) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import brotli
 import httpx
 import pytest
 
@@ -78,7 +79,11 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             elif route == "/mislabelled-encoding":
                 self._reply(200, FEED, {"Content-Encoding": "utf-8"})
             elif route == "/brotli":
-                self._reply(200, b"\x0b\x02\x80hello\x03", {"Content-Encoding": "br"})
+                self._reply(200, brotli.compress(FEED), {"Content-Encoding": "br"})
+            elif route == "/corrupt-brotli":
+                self._reply(200, b"\xff" * 20, {"Content-Encoding": "br"})
+            elif route == "/zstd":
+                self._reply(200, b"(\xb5/\xfd", {"Content-Encoding": "zstd"})
             elif route == "/corrupt-gzip":
                 self._reply(
                     200, gzip.compress(FEED)[:10] + b"garbage!", {"Content-Encoding": "gzip"}
@@ -187,10 +192,10 @@ async def test_redirect_is_followed_and_final_url_reported(server: ServerState) 
     assert fetched.location == f"{server.base}/redirect"
 
 
-@pytest.mark.parametrize("path", ["/gzip", "/x-gzip", "/deflate", "/raw-deflate"])
+@pytest.mark.parametrize("path", ["/gzip", "/x-gzip", "/deflate", "/raw-deflate", "/brotli"])
 async def test_compressed_bodies_are_inflated(server: ServerState, path: str) -> None:
     assert (await _fetch(f"{server.base}{path}")).data == FEED
-    assert server.accept_encodings == ["gzip, deflate"]
+    assert server.accept_encodings == ["gzip, deflate, br"]
 
 
 async def test_an_unknown_content_encoding_label_means_none(server: ServerState) -> None:
@@ -203,7 +208,7 @@ async def test_an_unknown_content_encoding_label_means_none(server: ServerState)
         ("/missing", "HTTP 404 Not Found"),
         ("/big-declared", "too large (5000 bytes, limit 1000)"),
         ("/big-streamed", "too large (over the 1000-byte limit)"),
-        ("/brotli", "unsupported Content-Encoding br"),
+        ("/zstd", "unsupported Content-Encoding zstd"),
         ("/loop", "more than 5 redirects"),
         ("/hang", "timed out (ReadTimeout)"),
     ],
@@ -217,10 +222,15 @@ async def test_failures_become_one_line_source_errors(
     assert str(raised.value) == f"{location}: {message}"
 
 
-async def test_a_corrupt_compressed_body_is_a_source_error(server: ServerState) -> None:
-    location = f"{server.base}/corrupt-gzip"
-    with pytest.raises(SourceError, match=r": cannot decompress the gzip body \(Error -3 "):
-        await _fetch(location)
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("/corrupt-gzip", r"the gzip body \(Error -3 "), ("/corrupt-brotli", r"the br body \(")],
+)
+async def test_a_corrupt_compressed_body_is_a_source_error(
+    server: ServerState, path: str, message: str
+) -> None:
+    with pytest.raises(SourceError, match=rf": cannot decompress {message}"):
+        await _fetch(f"{server.base}{path}")
 
 
 async def test_total_timeout_bounds_a_slow_server(server: ServerState) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import brotli
 import pytest
 
 from digest.config import parse_settings
@@ -66,6 +67,12 @@ def _png() -> bytes:
 
 
 @functools.cache
+def _brotli_bomb() -> bytes:
+    """50 MB of zeros in a few hundred bytes of brotli."""
+    return brotli.compress(bytes(FIFTY_MB), quality=5)
+
+
+@functools.cache
 def _gzip_bomb() -> bytes:
     """50 MB of zeros in about 50 KB of gzip, made without holding the 50 MB."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -93,6 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/gzip-bomb":
             bomb = _gzip_bomb()
             self._head({"Content-Encoding": "gzip", "Content-Length": str(len(bomb))})
+            self.wfile.write(bomb)
+        elif self.path == "/brotli-bomb":
+            bomb = _brotli_bomb()
+            self._head({"Content-Encoding": "br", "Content-Length": str(len(bomb))})
             self.wfile.write(bomb)
         elif self.path == "/to-a-file":
             self.send_response(302)
@@ -154,13 +165,14 @@ def server() -> Iterator[tuple[str, dict[str, tuple[str, bytes]]]]:
         ("/declared-50mb", f"too large ({FIFTY_MB} bytes, limit {LIMITS.max_bytes})"),
         ("/chunked-50mb", f"too large (over the {LIMITS.max_bytes}-byte limit)"),
         ("/gzip-bomb", f"too large once decompressed (over the {LIMITS.max_bytes}-byte limit)"),
+        ("/brotli-bomb", f"too large once decompressed (over the {LIMITS.max_bytes}-byte limit)"),
     ],
 )
 async def test_a_50_mb_response_is_refused_at_the_limit_with_memory_bounded(
     server: tuple[str, dict[str, tuple[str, bytes]]], path: str, message: str
 ) -> None:
     base, _pages = server
-    _gzip_bomb()  # made before measuring
+    _gzip_bomb(), _brotli_bomb()  # made before measuring
     url = f"{base}{path}"
     tracemalloc.start()
     try:
