@@ -18,6 +18,9 @@ from digest.ingest.normalize import shorten
 from digest.models import Article
 
 MIN_ARTICLES = 3  # a paragraph seen in this many distinct articles of one source is boilerplate
+# Part of every fingerprint: changing the normal form below means raising it, so the counts the
+# store holds for the old form are never mistaken for the new one.
+NORMAL_FORM_VERSION = 1
 # Stripping that leaves fewer words than this, out of an article at least twice as long, took the
 # story itself (a source whose every item is the same teaser): the article is kept whole.
 MIN_KEPT_WORDS = 20
@@ -162,7 +165,8 @@ def _fingerprint(paragraph: str, masks: tuple[str, ...]) -> str:
     normal = _normal_form(paragraph, masks)
     if not normal:
         return ""
-    return hashlib.blake2b(normal.encode("utf-8"), digest_size=8).hexdigest()
+    salted = f"{NORMAL_FORM_VERSION}\n{normal}"
+    return hashlib.blake2b(salted.encode("utf-8"), digest_size=8).hexdigest()
 
 
 # --- which paragraphs go --------------------------------------------------------------------------
