@@ -358,10 +358,23 @@ def build(
     json_output: JsonFlag = False,
 ) -> None:
     """Assemble this period's draft issue from the stored articles."""
+    from digest.errors import NothingNew
     from digest.pipeline import build_issue
 
     settings = settings_from(ctx)
-    issue, created = build_issue(settings.digest(digest_name), open_store(settings), now=utc_now())
+    digest = settings.digest(digest_name)
+    try:
+        issue, created = build_issue(
+            digest, open_store(settings), now=utc_now(), sources=settings.sources
+        )
+    except NothingNew as nothing:  # not a failure: cron runs this every period
+        if json_output:
+            emit_json(
+                {"issue_id": None, "digest": digest.name, "created": False, "note": str(nothing)}
+            )
+        else:
+            console.print(str(nothing))
+        return
     if json_output:
         emit_json(_issue_json(issue, created))
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -136,17 +136,40 @@ def _cluster_label(tfidf: csr_matrix, members: np.ndarray, terms: Sequence[str])
     return LABEL_SEPARATOR.join(term.title() for term in chosen)
 
 
+# A sentence-embedding model reads a few hundred tokens at most; sending whole articles only
+# costs tokenising time.
+EMBED_TEXT_CHARS = 2000
+
+Embedder = Callable[[Sequence[str]], np.ndarray]
+
+
+def embedding_text(article: Article) -> str:
+    """What an embedding model is given for one article: headline first, then the body."""
+    return "\n".join(part for part in (article.title, article.summary, article.text) if part)[
+        :EMBED_TEXT_CHARS
+    ]
+
+
+def _embedding_space(articles: Sequence[Article], embed: Embedder) -> np.ndarray:
+    vectors = np.asarray(embed([embedding_text(a) for a in articles]), dtype=np.float64)
+    if vectors.ndim != 2 or vectors.shape[0] != len(articles):
+        raise ValueError(f"embed returned shape {vectors.shape} for {len(articles)} texts")
+    return normalize(vectors)
+
+
 def _canonical_order(articles: Iterable[Article]) -> list[Article]:
     """Clustering input order fixed by content, so the caller's order does not change results."""
     return sorted(articles, key=lambda a: (a.id, a.title, a.url))
 
 
 def cluster_articles(
-    articles: Sequence[Article], k: int | None = None
+    articles: Sequence[Article], k: int | None = None, *, embed: Embedder | None = None
 ) -> tuple[list[Section], list[Article]]:
     """Automatic sections for `articles`, plus the ones left alone (clusters of one).
 
-    Deterministic: the result depends only on the articles' content, not on their order.
+    `embed`, when given, turns texts into dense vectors (one row per text) that replace the
+    TF-IDF space for clustering; labels still come from TF-IDF terms. Deterministic: the result
+    depends only on the articles' content (and `embed`), not on their order.
     """
     ordered = _canonical_order(articles)
     tfidf, terms = _tfidf([_document(a) for a in ordered])
@@ -160,7 +183,8 @@ def cluster_articles(
     tfidf = tfidf[connected]
     if len(ordered) < 2:
         return [], leftovers + ordered
-    assignment = _best_clustering(_clustering_space(tfidf), k)
+    space = _embedding_space(ordered, embed) if embed else _clustering_space(tfidf)
+    assignment = _best_clustering(space, k)
     sections: list[Section] = []
     for cluster in sorted(set(assignment.tolist())):
         members = assignment == cluster

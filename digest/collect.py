@@ -220,11 +220,13 @@ def _read_source(
         if mismatch:
             errors.append(f"{source.name}: {location}: {mismatch}")
         elif isinstance(document, Article):
-            articles.append(replace(document, source=source.title or source.name))
+            articles.append(
+                replace(document, source=source.title or source.name, origin=source.name)
+            )
         else:
             info, items = document
             shown = source.title or info.title or source.name
-            articles.extend(replace(item, source=shown) for item in items)
+            articles.extend(replace(item, source=shown, origin=source.name) for item in items)
             if info.defect:
                 defects.append(info.defect)
     # A folder with one unreadable file is still a working source; all files failing is not.

@@ -47,9 +47,21 @@ class TopicConfig(_Strict):
     exclude: tuple[str, ...] = Field(
         default=(), description="Words or phrases that keep an article out of this topic."
     )
+    categories: tuple[str, ...] = Field(
+        default=(), description="Feed categories (tags) that put an article in this topic."
+    )
+    sources: tuple[str, ...] = Field(
+        default=(), description="Sources (by name) whose articles all go to this topic."
+    )
 
     def to_topic(self) -> Topic:
-        return Topic(name=self.name, keywords=self.keywords, exclude=self.exclude)
+        return Topic(
+            name=self.name,
+            keywords=self.keywords,
+            exclude=self.exclude,
+            categories=self.categories,
+            sources=self.sources,
+        )
 
 
 class SourceConfig(_Strict):
@@ -68,6 +80,9 @@ class SourceConfig(_Strict):
         default=False,
         description="Fetch each new feed item's page when the feed carries only a summary.",
     )
+    weight: float = Field(
+        default=1.0, ge=0, le=10, description="How strongly its stories rank (1 = neutral)."
+    )
 
 
 class DigestConfig(_Strict):
@@ -81,6 +96,17 @@ class DigestConfig(_Strict):
     window: str = Field(default="7d", description="How far back articles are taken: 12h, 7d, 2w.")
     template: str = Field(default="digest", description="Template name under templates/.")
     max_per_section: int = Field(default=6, ge=1, le=50, description="Items per section.")
+    max_items: int = Field(default=30, ge=1, le=200, description="Items per issue, in all.")
+    min_new: int = Field(
+        default=1, ge=1, description="Fewest new articles worth an issue; fewer: no issue."
+    )
+    pin: tuple[str, ...] = Field(
+        default=(), description="Article URLs (or ids) put first in their section."
+    )
+    section_order: Literal["config", "weight"] = Field(
+        default="config",
+        description="Editor topics in file order, or every section by weight.",
+    )
     auto_approve: bool = Field(default=True, description="Send without an editor's approval.")
     topics: tuple[TopicConfig, ...] = Field(default=(), description="Sections, by priority.")
 
@@ -274,6 +300,7 @@ def parse_settings(text: str, path: Path, env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"{path}: {where}: {message}{more}") from error
     _check_unique(path, "sources", [s.name for s in file.sources])
     _check_unique(path, "digests", [d.name for d in file.digests])
+    _check_topic_sources(path, file)
     root = path.parent.resolve()
     secret = env.get("DIGEST_SECRET_KEY", "")
     if not secret and file.secret_key_file:
@@ -295,6 +322,21 @@ def parse_settings(text: str, path: Path, env: Mapping[str, str]) -> Settings:
         base_url=(env.get("DIGEST_BASE_URL") or file.base_url).rstrip("/"),
         secret_key=secret,
     )
+
+
+def _check_topic_sources(path: Path, file: FileSettings) -> None:
+    """A topic's `sources` must name configured sources: a typo would silently match nothing."""
+    known = {s.name.casefold() for s in file.sources} | {
+        s.title.casefold() for s in file.sources if s.title
+    }
+    for digest in file.digests:
+        for topic in digest.topics:
+            for name in topic.sources:
+                if name.casefold() not in known:
+                    raise ConfigError(
+                        f"{path}: digests[{digest.name}].topics[{topic.name}].sources: "
+                        f"no source is named {name!r}"
+                    )
 
 
 def _check_unique(path: Path, table: str, names: list[str]) -> None:

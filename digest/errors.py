@@ -5,7 +5,8 @@ DigestError
 ├── SourceError      a source cannot be fetched or parsed
 ├── ExtractError     a document holds no article we can read
 ├── RenderError      a template does not compile or render
-└── DeliveryError    the mail backend refused or is misconfigured
+├── DeliveryError    the mail backend refused or is misconfigured
+└── NothingNew       no issue: too few articles arrived since the last one (not a failure)
 
 The CLI and the web layer catch DigestError and show its one-line message; anything else is a
 bug and gets a traceback in the log.
@@ -34,3 +35,7 @@ class RenderError(DigestError):
 
 class DeliveryError(DigestError):
     pass
+
+
+class NothingNew(DigestError):
+    """Not a failure: the digest has nothing new worth an issue, so none is built."""

@@ -32,6 +32,7 @@ class Article:
     image: str = ""
     categories: tuple[str, ...] = ()
     also_in: tuple[str, ...] = ()  # other sources that carried the same story
+    origin: str = ""  # the configured source's name (`source` is what readers see)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +47,13 @@ class FeedInfo:
 
 @dataclass(frozen=True, slots=True)
 class Topic:
-    """An editor's topic: an article belongs to it when one of its keywords occurs."""
+    """An editor's topic: it claims an article by keyword, feed category or source."""
 
     name: str
     keywords: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # feed categories, compared caselessly
+    sources: tuple[str, ...] = ()  # source names (config name or the name readers see)
 
 
 @dataclass(frozen=True, slots=True)

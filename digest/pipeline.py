@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.assemble import (
+    Ranking,
     assemble_issue,
     issue_for_topics,
     period_key,
@@ -21,7 +22,7 @@ from digest.assemble import (
     window_start,
 )
 from digest.collect import FetchReport, fetch_sources
-from digest.config import DigestConfig, Settings
+from digest.config import DigestConfig, Settings, SourceConfig
 from digest.deliver.backends import MailBackend
 from digest.deliver.message import (
     list_id,
@@ -32,7 +33,7 @@ from digest.deliver.message import (
     unsubscribe_mailto,
 )
 from digest.deliver.outbox import SendReport, deliver_issue
-from digest.errors import DigestError
+from digest.errors import DigestError, NothingNew
 from digest.ingest.dedupe import dedupe
 from digest.models import Issue, OutgoingMessage
 from digest.render.environment import template_environment
@@ -48,19 +49,39 @@ log = logging.getLogger(__name__)
 # --- build -------------------------------------------------------------------------------
 
 
-def build_issue(digest: DigestConfig, store: Store, *, now: datetime) -> tuple[Issue, bool]:
-    """This period's draft issue; (existing issue, False) when the period already has one."""
+def build_issue(
+    digest: DigestConfig,
+    store: Store,
+    *,
+    now: datetime,
+    sources: Sequence[SourceConfig] = (),
+) -> tuple[Issue, bool]:
+    """This period's draft issue; (existing issue, False) when the period already has one.
+
+    Articles come from since the digest's last sent issue (at least the configured window),
+    less those an earlier issue of the digest already carried. NothingNew when fewer than
+    `min_new` remain.
+    """
     key = period_key(now, digest.window_length, digest.zone)
     existing = store.find_issue(digest.name, key)
     if existing is not None:
         return existing, False
     start = window_start(now, digest.window_length)
-    candidates = dedupe(select_window(store.articles_between(start, now), start=start, end=now))
-    if not candidates:
-        raise DigestError(
-            f"digest {digest.name}: no articles published in the last {digest.window}; "
-            "run `digest fetch` first or widen the window"
+    last_sent = store.last_sent_issue_time(digest.name)
+    if last_sent is not None:
+        start = min(start, last_sent)
+    in_window = select_window(store.articles_between(start, now), start=start, end=now)
+    sent = store.already_sent(digest.name, [a.id for a in in_window])
+    candidates = dedupe([a for a in in_window if a.id not in sent])
+    if len(candidates) < digest.min_new:
+        since = f"since {start:%Y-%m-%d %H:%M} UTC"
+        message = (
+            f"digest {digest.name}: nothing new {since} "
+            f"({len(candidates)} new, {len(sent)} already sent, min_new = {digest.min_new}); "
+            "no issue built"
         )
+        log.info(message)
+        raise NothingNew(message)
     sections = group_by_topic(candidates, digest.topic_rules())
     issue = assemble_issue(
         digest=digest.name,
@@ -69,6 +90,14 @@ def build_issue(digest: DigestConfig, store: Store, *, now: datetime) -> tuple[I
         now=now,
         key=key,
         max_per_section=digest.max_per_section,
+        ranking=Ranking(
+            window=digest.window_length,
+            source_weights={source.name: source.weight for source in sources},
+            pins=digest.pin,
+            max_items=digest.max_items,
+            section_order=digest.section_order,
+            editor_topics=tuple(topic.name for topic in digest.topics),
+        ),
     )
     return store.save_issue(issue)
 
@@ -337,7 +366,7 @@ async def run_once(
     runs: list[DigestRun] = []
     for digest in chosen:
         try:
-            issue, created = build_issue(digest, store, now=clock())
+            issue, created = build_issue(digest, store, now=clock(), sources=settings.sources)
         except DigestError as error:
             runs.append(DigestRun(digest.name, None, False, None, note=str(error)))
             continue

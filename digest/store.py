@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
 PARAGRAPH_MEMORY = timedelta(days=180)
+SENT_STATUSES = ("sending", "sent")  # an issue in these states has reached (some) readers
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +347,33 @@ class Store:
         assert stored is not None
         return stored, True
 
+    def last_sent_issue_time(self, digest: str) -> datetime | None:
+        """When the digest's newest issue that went out (sending or sent) was built."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.func.max(issues.c.created)).where(
+                    issues.c.digest == digest, issues.c.status.in_(SENT_STATUSES)
+                )
+            ).scalar()
+
+    def already_sent(self, digest: str, article_ids: Sequence[str]) -> set[str]:
+        """Those of `article_ids` that an issue of `digest` has already carried out."""
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(sorted(set(article_ids))):
+                found.update(
+                    connection.execute(
+                        sa.select(issue_items.c.article_id)
+                        .join(issues, issues.c.id == issue_items.c.issue_id)
+                        .where(
+                            issues.c.digest == digest,
+                            issues.c.status.in_(SENT_STATUSES),
+                            issue_items.c.article_id.in_(chunk),
+                        )
+                    ).scalars()
+                )
+        return found
+
     def find_issue(self, digest: str, period_key: str) -> Issue | None:
         with self.engine.connect() as connection:
             issue_id = connection.execute(
@@ -558,6 +586,7 @@ def _article_row(article: Article, now: datetime) -> dict[str, Any]:
         "image": article.image,
         "categories": list(article.categories),
         "also_in": list(article.also_in),
+        "origin": article.origin,
         "published": article.published,
         "fetched": now,
     }
@@ -580,4 +609,5 @@ def _article(row: Any) -> Article:
         image=row.image,
         categories=tuple(row.categories),
         also_in=tuple(row.also_in),
+        origin=row.origin,
     )

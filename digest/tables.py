@@ -77,6 +77,7 @@ articles = Table(
     Column("image", Text, nullable=False, default=""),
     Column("categories", JSON, nullable=False, default=list),
     Column("also_in", JSON, nullable=False, default=list),
+    Column("origin", String(200), nullable=False, default=""),
     Column("published", UTCDateTime, nullable=True),
     Column("fetched", UTCDateTime, nullable=False),
     Index("ix_articles_published", "published"),

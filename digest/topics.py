@@ -64,23 +64,41 @@ def _haystack(article: Article) -> str:
     return _fold("\n".join([article.title, article.summary, article.text, *article.categories]))
 
 
-def _haystack_matches(haystack: str, topic: Topic) -> bool:
-    wanted = _keyword_regex(tuple(topic.keywords))
-    if wanted is None or not wanted.search(haystack):
+def _haystack_matches(haystack: str, topic: Topic, article: Article) -> bool:
+    if not _claims(haystack, topic, article):
         return False
     unwanted = _keyword_regex(tuple(topic.exclude))
     return unwanted is None or not unwanted.search(haystack)
 
 
-def matches_topic(article: Article, topic: Topic) -> bool:
-    """True when a keyword of `topic` occurs in the article and none of its `exclude` words do.
+def _claims(haystack: str, topic: Topic, article: Article) -> bool:
+    """A keyword in the text, one of the topic's feed categories, or one of its sources."""
+    if topic.sources and _folded_names(topic.sources) & {
+        _fold(article.origin),
+        _fold(article.source),
+    }:
+        return True
+    if topic.categories and _folded_names(topic.categories) & _folded_names(article.categories):
+        return True
+    wanted = _keyword_regex(tuple(topic.keywords))
+    return wanted is not None and wanted.search(haystack) is not None
 
-    Keywords and phrases match whole words, caselessly, in the title, summary, text and
-    categories; the last word of each also matches its plural ("vaccine" → "vaccines",
+
+def _folded_names(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(" ".join(_fold(name).split()) for name in names if name.strip())
+
+
+def matches_topic(article: Article, topic: Topic) -> bool:
+    """True when the topic claims the article and none of its `exclude` words occur.
+
+    A topic claims an article from one of its `sources` (config name or the name readers
+    see), with one of its feed `categories` (compared caselessly), or with one of its
+    keywords. Keywords and phrases match whole words, caselessly, in the title, summary, text
+    and categories; the last word of each also matches its plural ("vaccine" → "vaccines",
     "policy" → "policies"); a phrase matches across any run of whitespace. Write keywords in
     the singular: plurals are not reduced ("vaccines" does not match "vaccine").
     """
-    return _haystack_matches(_haystack(article), topic)
+    return _haystack_matches(_haystack(article), topic, article)
 
 
 # ---------------------------------------------------------------- grouping
@@ -124,7 +142,7 @@ def group_by_topic(
     unclaimed: list[Article] = []
     for article in articles:
         haystack = _haystack(article)
-        topic = next((t for t in topics if _haystack_matches(haystack, t)), None)
+        topic = next((t for t in topics if _haystack_matches(haystack, t, article)), None)
         (claimed[topic.name] if topic else unclaimed).append(article)
 
     sections = [
