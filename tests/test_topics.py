@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -385,3 +386,37 @@ def test_a_bad_jsonl_line_is_reported_by_number_on_one_line(bad_line: str, probl
     message = str(caught.value)
     assert message.startswith(problem)
     assert "\n" not in message
+
+
+# ---------------------------------------------------------------- categories and sources
+
+
+def test_a_topic_claims_articles_by_feed_category_caselessly():
+    topic = Topic("Sport", categories=("Football",))
+    assert matches_topic(article("a", "Cup final", categories=("FOOTBALL",)), topic)
+    assert not matches_topic(article("b", "Cup final", categories=("Cricket",)), topic)
+
+
+def test_a_topic_claims_every_article_of_its_sources_by_name_or_shown_name():
+    topic = Topic("From the wire", sources=("valley-wire",))
+    wired = replace(article("a", "Anything at all"), origin="valley-wire", source="Valley Wire")
+    shown = replace(article("b", "Anything at all"), origin="other", source="VALLEY-WIRE")
+    other = replace(article("c", "Anything at all"), origin="courier", source="Courier")
+    assert matches_topic(wired, topic) and matches_topic(shown, topic)
+    assert not matches_topic(other, topic)
+
+
+def test_exclude_vetoes_a_source_or_category_claim_too():
+    topic = Topic("Sport", exclude=("mayoral race",), categories=("Sport",))
+    vetoed = article("a", "The mayoral race tightens", categories=("Sport",))
+    assert not matches_topic(vetoed, topic)
+
+
+def test_first_topic_by_priority_wins_whatever_claims_it():
+    by_source = Topic("Wire", sources=("wire",))
+    by_keyword = Topic("Floods", keywords=("flood",))
+    story = replace(article("a", "Flood barrier opens"), origin="wire")
+    sections = group_by_topic([story], [by_keyword, by_source])
+    assert [s.label for s in sections] == ["Floods"]
+    sections = group_by_topic([story], [by_source, by_keyword])
+    assert [s.label for s in sections] == ["Wire"]
