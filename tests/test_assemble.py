@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from digest.assemble import (
+    Ranking,
+    article_score,
     assemble_issue,
     issue_for_topics,
     period_key,
+    rank_articles,
     select_window,
     variant_key,
     window_start,
@@ -209,3 +213,91 @@ def test_variant_key_is_normalised_sorted_and_unique():
     )
     assert variant_key([]) == ()
     assert variant_key(["B", "A"]) == variant_key(["a", "b"])
+
+
+# ---------------------------------------------------------------- ranking and caps
+
+
+def scored(id: str, hours_old: float, *, origin: str = "", also_in: int = 0) -> Article:
+    return replace(
+        article(id, NOW - timedelta(hours=hours_old)),
+        origin=origin,
+        also_in=tuple(f"other{n}" for n in range(also_in)),
+    )
+
+
+def test_score_halves_every_half_window_and_counts_weight_and_coverage():
+    ranking = Ranking(window=2 * DAY, source_weights={"wire": 2.0})
+    fresh = article_score(scored("a", 0), now=NOW, ranking=ranking)
+    day_old = article_score(scored("b", 24), now=NOW, ranking=ranking)
+    assert fresh == pytest.approx(1.0) and day_old == pytest.approx(0.5)
+    weighted = article_score(scored("c", 24, origin="wire"), now=NOW, ranking=ranking)
+    assert weighted == pytest.approx(1.0)
+    covered = article_score(scored("d", 24, also_in=2), now=NOW, ranking=ranking)
+    assert covered == pytest.approx(1.0)  # two more sources: half again each
+    undated = replace(article("e", None))
+    assert article_score(undated, now=NOW, ranking=ranking) == pytest.approx(0.25)
+
+
+def test_sections_rank_by_score_with_pins_first():
+    story = [
+        scored("old-but-everywhere", 60, also_in=3),
+        scored("fresh", 1),
+        scored("older", 30),
+        scored("pinned", 100),
+    ]
+    ranking = Ranking(window=WEEK, pins=("https://example.org/pinned",))
+    ranked = rank_articles(story, now=NOW, ranking=ranking)
+    # Four sources carrying a story outweigh two and a half days of age.
+    assert [a.id for a in ranked] == ["pinned", "old-but-everywhere", "fresh", "older"]
+
+
+def test_issue_cap_keeps_the_best_items_across_sections():
+    sections = [
+        Section("Space", (scored("s1", 1), scored("s2", 90), scored("s3", 100))),
+        Section("Money", (scored("m1", 2), scored("m2", 95))),
+        Section(OTHER_NEWS, (scored("o1", 150),)),
+    ]
+    issue = assemble_issue(
+        digest="weekly",
+        title="W",
+        sections=sections,
+        now=NOW,
+        key="k",
+        max_per_section=5,
+        ranking=Ranking(window=WEEK, max_items=3, pins=("o1",)),
+    )
+    assert [(s.label, [a.id for a in s.articles]) for s in issue.sections] == [
+        ("Space", ["s1"]),
+        ("Money", ["m1"]),
+        (OTHER_NEWS, ["o1"]),
+    ]
+
+
+def test_section_order_config_keeps_editor_topics_then_automatic_by_weight():
+    sections = [
+        Section("Auto light", (scored("a1", 150),)),
+        Section("Money", (scored("m1", 100),)),
+        Section(OTHER_NEWS, (scored("o1", 0),)),
+        Section("Auto heavy", (scored("h1", 1), scored("h2", 2))),
+        Section("Space", (scored("s1", 0),)),
+    ]
+
+    def order(section_order: str) -> list[str]:
+        ranking = Ranking(
+            window=WEEK, section_order=section_order, editor_topics=("Space", "Money")
+        )
+        issue = assemble_issue(
+            digest="w",
+            title="W",
+            sections=sections,
+            now=NOW,
+            key="k",
+            max_per_section=5,
+            ranking=ranking,
+        )
+        return [s.label for s in issue.sections]
+
+    assert order("config") == ["Space", "Money", "Auto heavy", "Auto light", OTHER_NEWS]
+    assert order("weight") == ["Auto heavy", "Space", "Money", "Auto light", OTHER_NEWS]
+    assert order("given") == ["Auto light", "Money", "Auto heavy", "Space", OTHER_NEWS]
