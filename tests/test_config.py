@@ -116,3 +116,17 @@ def test_every_setting_has_help_and_is_documented(model: type[BaseModel]) -> Non
     for name, field in model.model_fields.items():
         assert field.description or name == "mail", f"{model.__name__}.{name} has no help"
         assert f"| `{name}` |" in documented, f"{model.__name__}.{name} is not in {DOCS.name}"
+
+
+def test_a_topic_naming_an_unknown_source_is_an_error(tmp_path: Path) -> None:
+    text = (
+        'version = 1\n[[sources]]\nname = "courier"\nurl = "https://c.example/feed"\n'
+        'title = "The Courier"\n'
+        '[[digests]]\nname = "weekly"\ntitle = "W"\n'
+        '[[digests.topics]]\nname = "Local"\nsources = ["The Courier", "courrier"]\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"topics\[Local\]\.sources: no source is named 'courrier'"
+    ):
+        settings(text, tmp_path)
+    settings(text.replace(', "courrier"', ""), tmp_path)  # the name readers see counts as well
