@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -193,6 +193,8 @@ def test_without_full_text_the_feed_item_is_kept_as_it_is(
     fetch(settings, store)
 
     assert stored_texts(store) == {"Breakwater story 1": "Teaser."}
+    (stored,) = store.articles_between(NOW - timedelta(days=7), NOW)
+    assert (stored.origin, stored.source) == ("h", "Harbour")  # config name; the feed's title
     assert site.requests["/stories/1.html"] == 0
 
 
