@@ -577,6 +577,10 @@ def subscribers_add(
     list_name: ListOption = None,
     name: Annotated[str, typer.Option(help="The subscriber's name.")] = "",
     topics: Annotated[str, typer.Option(help="Topic names separated by ';' (default: all).")] = "",
+    frequency: Annotated[
+        str | None,
+        typer.Option(help="each, daily, weekly or paused (default: weekly, or as it was)."),
+    ] = None,
     consent: Annotated[
         str, typer.Option(help="How consent was given (kept in the log).")
     ] = "added by operator",
@@ -598,6 +602,7 @@ def subscribers_add(
             list_name=chosen_list,
             name=name,
             topics=chosen_topics,
+            frequency=frequency,
             consent=consent,
             now=now,
         )

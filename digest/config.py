@@ -103,6 +103,10 @@ class DigestConfig(_Strict):
     pin: tuple[str, ...] = Field(
         default=(), description="Article URLs (or ids) put first in their section."
     )
+    cadence: Literal["all", "daily", "weekly"] = Field(
+        default="all",
+        description="Who gets it: all on the list, or those who chose daily / weekly.",
+    )
     section_order: Literal["config", "weight"] = Field(
         default="config",
         description="Editor topics in file order, or every section by weight.",

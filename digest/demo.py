@@ -95,7 +95,7 @@ def run_demo(
         raise DigestError(f"demo: the issue was not sent: {run.note}")
     preview = preview_issue(settings, run.issue, folder / "preview", now=clock())
     with store.transaction() as connection:
-        on_list = len(audience(connection, digest.list_name))
+        on_list = len(audience(connection, digest.list_name, cadence=digest.cadence))
     owed = run.sent.sent + run.sent.failed + run.sent.unknown + run.sent.queued
     return DemoResult(
         folder=folder,

@@ -230,7 +230,7 @@ def queue_issue(settings: Settings, store: Store, issue: Issue, *, now: datetime
     factory = MessageFactory(settings, issue)
     digest = settings.digest(issue.digest)
     with store.transaction() as connection:
-        recipients = audience(connection, digest.list_name)
+        recipients = audience(connection, digest.list_name, cadence=digest.cadence)
     owed: list[QueuedRecipient] = []
     skipped = 0
     for recipient in recipients:
@@ -286,7 +286,8 @@ def dry_run_issue(settings: Settings, store: Store, issue_id: int) -> dict[str, 
         raise DigestError(f"issue {issue_id}: no such issue")
     factory = MessageFactory(settings, issue)
     with store.transaction() as connection:
-        recipients = audience(connection, settings.digest(issue.digest).list_name)
+        chosen = settings.digest(issue.digest)
+        recipients = audience(connection, chosen.list_name, cadence=chosen.cadence)
     rendered = [factory.variant(r.topics)[1] for r in recipients]
     return {
         "issue_id": issue_id,

@@ -21,6 +21,8 @@ from subscribers.tables import consent_events, lists, subscribers, subscriptions
 # database error that aborts the caller's whole transaction on PostgreSQL.
 MAX_LIST_NAME = 100
 MAX_NAME = 200
+# How often someone wants a list's issues: every issue, only the daily or weekly digest, none.
+FREQUENCIES = ("each", "daily", "weekly", "paused")
 
 
 class SubscriberError(Exception):
@@ -89,13 +91,15 @@ def add_subscriber(
     list_name: str,
     name: str = "",
     topics: Sequence[str] = (),
+    frequency: str | None = None,
     consent: str,
     now: datetime,
 ) -> Subscriber:
     """Subscribe someone to a list, creating or updating the person.
 
     An unsubscribed subscription becomes active again (this call is the person's new consent);
-    `topics` replaces their topic choice (empty: every topic); a non-empty `name` replaces theirs.
+    `topics` replaces their topic choice (empty: every topic); a non-empty `name` replaces theirs;
+    `frequency` (one of FREQUENCIES) replaces theirs, None keeps it ("weekly" for a new one).
     """
     address = normalise_email(email)
     note = require_consent(consent)
@@ -106,11 +110,21 @@ def add_subscriber(
         list_id=target,
         name=name,
         topics=clean_topics(topics),
+        frequency=require_frequency(frequency) if frequency is not None else None,
         action="subscribed",
         note=note,
         now=now,
     )
     return person
+
+
+def require_frequency(frequency: str) -> str:
+    """A known frequency, or SubscriberError naming the choices."""
+    if frequency not in FREQUENCIES:
+        raise SubscriberError(
+            f"unknown frequency {frequency!r}: choose one of {', '.join(FREQUENCIES)}"
+        )
+    return frequency
 
 
 def enrol(
@@ -123,6 +137,7 @@ def enrol(
     action: str,
     note: str,
     now: datetime,
+    frequency: str | None = None,
 ) -> tuple[Subscriber, bool]:
     """Put a normalised address on a list and log the consent; True when newly on the list.
 
@@ -142,6 +157,7 @@ def enrol(
                 subscriber_id=person.id,
                 list_id=list_id,
                 topics=list(topics or ()),
+                frequency=frequency or "weekly",
                 status="active",
                 updated=at,
             )
@@ -150,6 +166,8 @@ def enrol(
         changes: dict[str, object] = {"status": "active", "updated": at}
         if topics is not None:
             changes["topics"] = list(topics)
+        if frequency is not None:
+            changes["frequency"] = frequency
         conn.execute(sa.update(subscriptions).where(subscriptions.c.id == current).values(changes))
     _record_consent(conn, person.id, list_id, action, note, at)
     return person, current is None
@@ -224,18 +242,24 @@ def list_subscribers(conn: Connection, list_name: str | None = None) -> list[Sub
     ]
 
 
-def audience(conn: Connection, list_name: str) -> list[Recipient]:
+def audience(conn: Connection, list_name: str, *, cadence: str = "all") -> list[Recipient]:
     """Who gets the list's next issue: active people, actively subscribed, not suppressed.
 
-    Ordered by subscriber id, so a resumed send walks the same order.
+    `cadence` is the issuing digest's: "all" reaches every frequency but "paused"; "daily" or
+    "weekly" reaches those who chose it and those who want each issue. Ordered by subscriber
+    id, so a resumed send walks the same order.
     """
     target = require_list(conn, list_name)
+    wanted = (
+        ("each", cadence) if cadence != "all" else tuple(f for f in FREQUENCIES if f != "paused")
+    )
     query = (
         sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscriptions.c.topics)
         .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
         .where(
             subscriptions.c.list_id == target,
             subscriptions.c.status == "active",
+            subscriptions.c.frequency.in_(wanted),
             subscribers.c.status == "active",
             ~sa.exists().where(suppressions.c.email == subscribers.c.email),
         )

@@ -145,3 +145,20 @@ def test_build_command_reports_nothing_new_and_exits_0(tmp_path: Path) -> None:
     reply = json.loads(result.stdout)
     assert reply["issue_id"] is None and reply["created"] is False
     assert reply["note"].startswith("digest weekly: nothing new since ")
+
+
+def test_daily_and_weekly_digests_draw_from_one_store_independently(store: Store) -> None:
+    daily = DigestConfig.model_validate(
+        {"name": "daily", "title": "D", "list": "news", "window": "1d", "cadence": "daily"}
+    )
+    week = weekly(list="news", cadence="weekly")
+    store.save_articles(
+        [story("a1", T0 - 5 * DAY), story("a2", T0 - 3 * DAY), story("a3", T0 - DAY / 2)],
+        now=T0,
+    )
+    today, _ = build_issue(daily, store, now=T0)
+    assert ids(today) == {"a3"}
+    send(store, today.id, T0)
+    # What the daily issue sent is still new to the weekly one.
+    this_week, _ = build_issue(week, store, now=T0)
+    assert ids(this_week) == {"a1", "a2", "a3"}

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.cli import app
+from digest.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seeds" / "000_545cff0c2edb726a.txt"
@@ -227,3 +228,27 @@ def test_step_by_step_commands_work_on_the_demo_folder(tmp_path: Path) -> None:
     assert imported.exit_code == 0, imported.stderr
     report = json.loads(imported.stdout)
     assert report["added"] == 1 and [r["line"] for r in report["rejected"]] == [3]
+
+
+def test_subscribers_add_takes_a_frequency_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        'version = 1\n[[digests]]\nname = "daily"\ntitle = "D"\nlist = "news"\n'
+        'window = "1d"\ncadence = "daily"\n',
+        encoding="utf-8",
+    )
+    base = ["--config", str(config), "subscribers", "add", "--list", "news"]
+    bad = runner.invoke(app, [*base, "a@example.org", "--frequency", "hourly"])
+    assert bad.exit_code == 1 and "unknown frequency 'hourly'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    good = runner.invoke(app, [*base, "a@example.org", "--frequency", "daily"])
+    assert good.exit_code == 0, good.stderr
+    weekly = runner.invoke(app, [*base, "b@example.org"])
+    assert weekly.exit_code == 0, weekly.stderr
+    from subscribers.service import audience
+
+    store = Store.open(f"sqlite:///{tmp_path / 'digest.db'}")
+    with store.transaction() as connection:
+        daily = [p.email for p in audience(connection, "news", cadence="daily")]
+    store.engine.dispose()
+    assert daily == ["a@example.org"]

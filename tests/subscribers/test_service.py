@@ -257,3 +257,38 @@ def test_subscribers_never_imports_digest() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_audience_follows_the_digests_cadence_and_each_persons_frequency(db: sa.Engine) -> None:
+    with db.begin() as conn:
+        service.ensure_list(conn, "news", now=NOW)
+        for address, frequency in [
+            ("each@example.org", "each"),
+            ("daily@example.org", "daily"),
+            ("weekly@example.org", "weekly"),
+            ("paused@example.org", "paused"),
+            ("default@example.org", None),  # a new subscription is weekly
+        ]:
+            service.add_subscriber(
+                conn, address, list_name="news", frequency=frequency, consent="form", now=NOW
+            )
+
+        def reached(cadence: str) -> list[str]:
+            people = service.audience(conn, "news", cadence=cadence)
+            return sorted(person.email.split("@")[0] for person in people)
+
+        assert reached("daily") == ["daily", "each"]
+        assert reached("weekly") == ["default", "each", "weekly"]
+        assert reached("all") == ["daily", "default", "each", "weekly"]
+        # Subscribing again without a frequency keeps the one chosen before.
+        service.add_subscriber(conn, "daily@example.org", list_name="news", consent="x", now=NOW)
+        assert "daily" in reached("daily")
+
+
+def test_an_unknown_frequency_is_refused_with_the_choices(db: sa.Engine) -> None:
+    with db.begin() as conn:
+        service.ensure_list(conn, "news", now=NOW)
+        with pytest.raises(SubscriberError, match=r"unknown frequency 'hourly': choose one of "):
+            service.add_subscriber(
+                conn, "a@example.org", list_name="news", frequency="hourly", consent="f", now=NOW
+            )
