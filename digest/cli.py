@@ -310,9 +310,14 @@ def group(
     digest_name: Annotated[
         str | None, typer.Option("--digest", help="Use this digest's topics from digest.toml.")
     ] = None,
+    grouping: Annotated[
+        str | None,
+        typer.Option("--grouping", help="tfidf or embeddings (default: the digest's, else tfidf)."),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Group arbitrary articles into topics."""
+    from digest.embeddings import require_embedder
     from digest.topics import articles_from_jsonl, group_by_topic, group_to_json
 
     try:
@@ -323,8 +328,13 @@ def group(
         articles = articles_from_jsonl(text)
     except DigestError as error:
         raise DigestError(f"{input_file}: {error}") from error
-    topics = settings_from(ctx).digest(digest_name).topic_rules() if digest_name else ()
-    sections = group_by_topic(articles, topics, k=k)
+    digest = settings_from(ctx).digest(digest_name) if digest_name else None
+    topics = digest.topic_rules() if digest else ()
+    method = grouping or (digest.grouping if digest else "tfidf")
+    if method not in ("tfidf", "embeddings"):
+        raise DigestError(f"--grouping: {method!r} is not tfidf or embeddings")
+    embed = require_embedder() if method == "embeddings" else None
+    sections = group_by_topic(articles, topics, k=k, embed=embed)
     if json_output:
         emit_json(group_to_json(sections))
         return

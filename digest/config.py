@@ -103,6 +103,10 @@ class DigestConfig(_Strict):
     pin: tuple[str, ...] = Field(
         default=(), description="Article URLs (or ids) put first in their section."
     )
+    grouping: Literal["tfidf", "embeddings"] = Field(
+        default="tfidf",
+        description="How unclaimed articles are clustered: TF-IDF, or the [embeddings] extra.",
+    )
     cadence: Literal["all", "daily", "weekly"] = Field(
         default="all",
         description="Who gets it: all on the list, or those who chose daily / weekly.",
@@ -305,6 +309,7 @@ def parse_settings(text: str, path: Path, env: Mapping[str, str]) -> Settings:
     _check_unique(path, "sources", [s.name for s in file.sources])
     _check_unique(path, "digests", [d.name for d in file.digests])
     _check_topic_sources(path, file)
+    _check_grouping(path, file)
     root = path.parent.resolve()
     secret = env.get("DIGEST_SECRET_KEY", "")
     if not secret and file.secret_key_file:
@@ -341,6 +346,18 @@ def _check_topic_sources(path: Path, file: FileSettings) -> None:
                         f"{path}: digests[{digest.name}].topics[{topic.name}].sources: "
                         f"no source is named {name!r}"
                     )
+
+
+def _check_grouping(path: Path, file: FileSettings) -> None:
+    """A digest grouping by embeddings fails at start-up, not mid-run, without its extra."""
+    from digest.embeddings import extra_installed  # cheap: looks for packages, loads nothing
+
+    for digest in file.digests:
+        if digest.grouping == "embeddings" and not extra_installed():
+            raise ConfigError(
+                f'{path}: digests[{digest.name}].grouping: "embeddings" needs the optional '
+                "[embeddings] extra: pip install 'digest[embeddings]'"
+            )
 
 
 def _check_unique(path: Path, table: str, names: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 DigestError
 ├── ConfigError      digest.toml or an environment override is wrong
+│   └── EmbeddingsUnavailable   (digest.embeddings) grouping by embeddings without its extra
 ├── SourceError      a source cannot be fetched or parsed
 ├── ExtractError     a document holds no article we can read
 ├── RenderError      a template does not compile or render

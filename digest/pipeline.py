@@ -33,6 +33,7 @@ from digest.deliver.message import (
     unsubscribe_mailto,
 )
 from digest.deliver.outbox import SendReport, deliver_issue
+from digest.embeddings import require_embedder
 from digest.errors import DigestError, NothingNew
 from digest.ingest.dedupe import dedupe
 from digest.models import Issue, OutgoingMessage
@@ -82,7 +83,8 @@ def build_issue(
         )
         log.info(message)
         raise NothingNew(message)
-    sections = group_by_topic(candidates, digest.topic_rules())
+    embed = require_embedder() if digest.grouping == "embeddings" else None
+    sections = group_by_topic(candidates, digest.topic_rules(), embed=embed)
     issue = assemble_issue(
         digest=digest.name,
         title=digest.title,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from digest.clustering import cluster_articles
+from digest.clustering import Embedder, cluster_articles
 from digest.errors import DigestError
 from digest.models import Article, Section, Topic
 
@@ -125,7 +125,11 @@ def _unique_labels(sections: Sequence[Section], taken: set[str]) -> list[Section
 
 
 def group_by_topic(
-    articles: Sequence[Article], topics: Sequence[Topic], *, k: int | None = None
+    articles: Sequence[Article],
+    topics: Sequence[Topic],
+    *,
+    k: int | None = None,
+    embed: Embedder | None = None,
 ) -> list[Section]:
     """Sections in reading order: editor topics, automatic clusters, then OTHER_NEWS.
 
@@ -153,7 +157,7 @@ def group_by_topic(
     automatic: list[Section] = []
     leftovers = unclaimed
     if len(unclaimed) >= (2 if k is not None else MIN_ARTICLES_TO_CLUSTER):
-        automatic, leftovers = cluster_articles(unclaimed, k)
+        automatic, leftovers = cluster_articles(unclaimed, k, embed=embed)
     taken = {section.label for section in sections} | {OTHER_NEWS}
     for section in _unique_labels(automatic, taken):
         sections.append(Section(label=section.label, articles=_newest_first(section.articles)))

@@ -130,3 +130,13 @@ def test_a_topic_naming_an_unknown_source_is_an_error(tmp_path: Path) -> None:
     ):
         settings(text, tmp_path)
     settings(text.replace(', "courrier"', ""), tmp_path)  # the name readers see counts as well
+
+
+def test_grouping_by_embeddings_without_the_extra_fails_at_load(tmp_path: Path) -> None:
+    from digest.embeddings import extra_installed
+
+    if extra_installed():
+        pytest.skip("the [embeddings] extra is installed here")
+    text = MINIMAL + 'grouping = "embeddings"\n'
+    with pytest.raises(ConfigError, match=r"grouping: \"embeddings\" needs the optional"):
+        settings(text, tmp_path)
