@@ -299,7 +299,7 @@ def test_automatic_sections_recover_bbc_news_categories():
     print(f"BBC 5x40: k={len(sections)} ARI={ari:.3f} in {elapsed:.2f}s")
     assert sorted(predicted) == order
     assert ari >= 0.6, f"ARI {ari:.3f} with k={len(sections)}: {[s.label for s in sections]}"
-    assert 2 <= len(sections) <= 8
+    assert 3 <= len(sections) <= 11  # 3-10 automatic sections, perhaps Other news
     for section in sections:
         if section.label != OTHER_NEWS:
             assert " · " in section.label
