@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import shutil
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ from digest.embeddings import (
     require_embedder,
 )
 from digest.errors import ConfigError
-from digest.models import Article
+from tests.test_topics import bbc_sample
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 BBC = CORPUS / "topics_bbc_news" / "bbc_news.jsonl.gz"
@@ -173,26 +170,9 @@ def test_loads_and_embeds_with_no_network_and_leaves_logging_alone(tmp_path: Pat
     assert not any(tmp_path.iterdir()), "nothing may be cached under HOME"
 
 
-def _bbc_sample(per_category: int) -> tuple[list[Article], dict[str, str]]:
-    seen: set[str] = set()
-    chosen: dict[str, list[dict]] = defaultdict(list)
-    with gzip.open(BBC, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            row = json.loads(line)
-            if row["text"] in seen or len(chosen[row["category"]]) >= per_category:
-                continue
-            seen.add(row["text"])
-            chosen[row["category"]].append(row)
-    rows = [row for category in sorted(chosen) for row in chosen[category]]
-    articles = [
-        Article(id=r["id"], url="", title=r["title"], text=r["text"], source="bbc") for r in rows
-    ]
-    return articles, {r["id"]: r["category"] for r in rows}
-
-
 @pytest.mark.skipif(not BBC.exists(), reason=f"BBC News corpus not found at {BBC}")
 def test_embedding_space_separates_bbc_news_categories(embedder: StaticEmbedder):
-    articles, truth = _bbc_sample(40)
+    articles, truth = bbc_sample(40)
     # k forced: this tests the vectors, not how the number of sections is chosen.
     sections, leftovers = cluster_articles(articles, 5, embed=embedder)
     predicted = {a.id: index for index, s in enumerate(sections) for a in s.articles}
