@@ -291,8 +291,9 @@ async def _complete_teasers(
             completed.append(read)
             continue
         articles, failures = [], []
+        teaser_ids = {article.id for article in teasers}
         for article in read.unseen:
-            page = pages.get(article.url) if article in teasers else None
+            page = pages.get(article.url) if article.id in teaser_ids else None
             if page is None:
                 articles.append(article)
                 continue

@@ -350,14 +350,16 @@ def _check_topic_sources(path: Path, file: FileSettings) -> None:
 
 def _check_grouping(path: Path, file: FileSettings) -> None:
     """A digest grouping by embeddings fails at start-up, not mid-run, without its extra."""
-    from digest.embeddings import extra_installed  # cheap: looks for packages, loads nothing
+    wanting = [digest for digest in file.digests if digest.grouping == "embeddings"]
+    if not wanting:
+        return  # numpy stays out of every command's start-up
+    from digest.embeddings import extra_installed  # looks for the packages, loads nothing
 
-    for digest in file.digests:
-        if digest.grouping == "embeddings" and not extra_installed():
-            raise ConfigError(
-                f'{path}: digests[{digest.name}].grouping: "embeddings" needs the optional '
-                "[embeddings] extra: pip install 'digest[embeddings]'"
-            )
+    if not extra_installed():
+        raise ConfigError(
+            f'{path}: digests[{wanting[0].name}].grouping: "embeddings" needs the optional '
+            "[embeddings] extra: pip install 'digest[embeddings]'"
+        )
 
 
 def _check_unique(path: Path, table: str, names: list[str]) -> None:
