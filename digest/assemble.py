@@ -174,9 +174,9 @@ def _cap_issue(
             entry[1].id,
         ),
     )[:max_items]
-    kept = {(id(section), article.id) for section, article in best}
+    kept = {(section.label, article.id) for section, article in best}  # labels are unique
     trimmed = [
-        Section(s.label, tuple(a for a in s.articles if (id(s), a.id) in kept)) for s in sections
+        Section(s.label, tuple(a for a in s.articles if (s.label, a.id) in kept)) for s in sections
     ]
     return [s for s in trimmed if s.articles]
 
