@@ -18,10 +18,8 @@ itself there; `pip install -e '.[embeddings]'` avoids that.
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib.metadata
 import importlib.util
-import json
 import os
 import random
 import statistics
@@ -31,14 +29,16 @@ import time
 import tomllib
 import venv
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import bench_topics as topic_corpora  # noqa: E402  (the same corpus loaders, beside this file)
 import numpy as np  # noqa: E402
+from bench_topics import Labelled  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # noqa: E402
 
@@ -49,11 +49,7 @@ from digest.embeddings import (  # noqa: E402
     extra_installed,
     load_embedder,
 )
-from digest.models import Article  # noqa: E402
 
-CORPUS = REPO / ".." / "shared" / "corpus"
-AG_NEWS = CORPUS / "topics_ag_news_test" / "ag_news_test.jsonl.gz"
-BBC_NEWS = CORPUS / "topics_bbc_news" / "bbc_news.jsonl.gz"
 BENCH_VENV = Path("/tmp/digest-bench/embeddings-venv")
 SEED = 0
 AG_SAMPLE = 2000
@@ -62,33 +58,12 @@ SMALL_SAMPLE, SMALL_SEEDS = 200, 5
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 
-@dataclass(frozen=True)
-class Labelled:
-    name: str
-    articles: list[Article]
-    truth: dict[str, str]
-
-
-def _rows(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
-
-
 def ag_news() -> Labelled:
-    rows = _rows(AG_NEWS)
-    articles = [
-        Article(id=r["id"], url="", title=r["title"], text=r["description"], source="ag")
-        for r in rows
-    ]
-    return Labelled("AG News", articles, {r["id"]: r["category"] for r in rows})
+    return replace(topic_corpora.ag_news(), name="AG News")
 
 
 def bbc_news() -> Labelled:
-    rows = _rows(BBC_NEWS)
-    articles = [
-        Article(id=r["id"], url="", title=r["title"], text=r["text"], source="bbc") for r in rows
-    ]
-    return Labelled("BBC", articles, {r["id"]: r["category"] for r in rows})
+    return replace(topic_corpora.bbc_news(drop_duplicates=False), name="BBC")
 
 
 def sample(data: Labelled, size: int, seed: int) -> Labelled:
