@@ -344,11 +344,19 @@ def test_a_few_short_entities_still_expand(corpus: Path) -> None:
 @pytest.mark.parametrize(
     "doctype",
     [
+        '<!DOCTYPE rss [\n<!ENTITY xxe SYSTEM "file://{secret}">\n]>\n',
+        '<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file://{secret}">]>\n',
         '<!DOCTYPE rss SYSTEM "file://{secret}">\n',
         '<!DOCTYPE rss [\n<!ENTITY % x SYSTEM "file://{secret}">\n%x;\n]>\n',
         '<!DOCTYPE rss [\n<!ENTITY xxe SYSTEM "file://{secret}">\n<!ENTITY b "<b>">\n]>\n',
     ],
-    ids=["external-dtd", "parameter-entity", "hidden-external-entity"],
+    ids=[
+        "external-entity",
+        "external-entity-one-line",
+        "external-dtd",
+        "parameter-entity",
+        "hidden-external-entity",
+    ],
 )
 def test_external_dtds_and_parameter_entities_are_never_read(tmp_path: Path, doctype: str) -> None:
     secret = tmp_path / "secret.txt"
