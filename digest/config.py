@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from digest.errors import ConfigError
@@ -93,8 +94,12 @@ class DigestConfig(_Strict):
         default="0 8 * * mon", description="Crontab line (minute hour day month weekday)."
     )
     timezone: str = Field(default="UTC", description="IANA zone for the schedule and dates.")
+    locale: str = Field(
+        default="en", description="Language of the email: words, dates, numbers (en, de, pt-BR)."
+    )
     window: str = Field(default="7d", description="How far back articles are taken: 12h, 7d, 2w.")
     template: str = Field(default="digest", description="Template name under templates/.")
+    images: bool = Field(default=True, description="Show an article's picture when it has one.")
     max_per_section: int = Field(default=6, ge=1, le=50, description="Items per section.")
     max_items: int = Field(default=30, ge=1, le=200, description="Items per issue, in all.")
     min_new: int = Field(
@@ -125,6 +130,15 @@ class DigestConfig(_Strict):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value.replace("-", "_"))
+        except (UnknownLocaleError, ValueError) as error:
+            raise ValueError(f"unknown locale {value!r} (use a tag like en, de, pt-BR)") from error
         return value
 
     @field_validator("window")
@@ -193,7 +207,21 @@ class FileSettings(_Strict):
     templates_dir: str = Field(
         default="templates", description="Folder of your own templates, tried before ours."
     )
+    logo: str = Field(
+        default="", description="https URL of a logo shown atop every email (wide, ≤ 600 px)."
+    )
+    postal_address: str = Field(
+        default="", description="Your postal address, in every email's footer (anti-spam laws)."
+    )
     mail: MailConfig = Field(default_factory=MailConfig)
+
+    @field_validator("logo")
+    @classmethod
+    def _logo_is_a_web_address(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"logo must be an http(s) URL that mail clients can load, not {value!r}")
+        return value
+
     fetch: FetchConfig = Field(default_factory=FetchConfig, description="Limits on every download.")
     sources: tuple[SourceConfig, ...] = Field(default=(), description="Where articles come from.")
     digests: tuple[DigestConfig, ...] = Field(default=(), description="What is sent, to whom.")

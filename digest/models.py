@@ -71,8 +71,9 @@ class Issue:
     title: str
     created: datetime
     sections: tuple[Section, ...]
-    intro: str = ""
+    intro: str = ""  # editor-written Markdown
     id: int | None = None
+    number: int = 0  # 1, 2, 3, … per digest once stored; 0 before
 
     @property
     def article_count(self) -> int:

@@ -316,9 +316,15 @@ class Store:
             return existing, False
         try:
             with self.transaction() as connection:
+                number = connection.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(issues.c.number), 0) + 1).where(
+                        issues.c.digest == issue.digest
+                    )
+                ).scalar_one()
                 issue_id = connection.execute(
                     sa.insert(issues).values(
                         digest=issue.digest,
+                        number=number,
                         period_key=issue.period_key,
                         title=issue.title,
                         intro=issue.intro,
@@ -406,6 +412,7 @@ class Store:
             sections.setdefault(item.section, []).append(_article(item))
         return Issue(
             id=row.id,
+            number=row.number,
             digest=row.digest,
             period_key=row.period_key,
             title=row.title,

@@ -101,6 +101,8 @@ issues = Table(
     Column("period_key", String(40), nullable=False),
     Column("title", Text, nullable=False),
     Column("intro", Text, nullable=False, default=""),
+    # 1, 2, 3, … per digest, in the order issues are built; shown in the email header.
+    Column("number", Integer, nullable=False, server_default="0"),
     # draft → approved → sending → sent | cancelled
     Column("status", String(20), nullable=False, default="draft"),
     Column("created", UTCDateTime, nullable=False),

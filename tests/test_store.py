@@ -79,7 +79,7 @@ def test_open_migrates_a_new_database(store: Store) -> None:
     } <= tables
     with store.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    assert [row[0] for row in versions] == ["0003"]
+    assert [row[0] for row in versions] == ["0004"]
 
 
 def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
@@ -92,7 +92,7 @@ def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
         assert list(again.articles_by_id(["id1"])) == ["id1"]
         with again.engine.connect() as connection:
             versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        assert [row[0] for row in versions] == ["0003"]
+        assert [row[0] for row in versions] == ["0004"]
     finally:
         again.engine.dispose()
 
@@ -309,6 +309,38 @@ def test_second_save_for_the_same_period_returns_the_first_issue(store: Store) -
     assert created is True and next_week.id != first.id
     assert store.latest_issue_id("weekly") == next_week.id
     assert store.latest_issue_id("daily") is None
+
+
+def test_issues_are_numbered_per_digest_in_the_order_they_are_built(store: Store) -> None:
+    first, _ = store.save_issue(draft(period_key="2025-W10"))
+    second, _ = store.save_issue(draft(period_key="2025-W11"))
+    other = Issue(
+        digest="daily", period_key="2025-03-03", title="Daily", created=NOW, sections=()
+    )
+    daily, _ = store.save_issue(other)
+    again, created = store.save_issue(draft(period_key="2025-W11"))
+
+    assert (first.number, second.number, daily.number) == (1, 2, 1)
+    assert created is False and again.number == 2
+    assert store.load_issue(second.id or 0).number == 2  # type: ignore[union-attr]
+
+
+def test_the_migration_numbers_issues_built_before_numbers_existed(sqlite_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    store = Store.open(sqlite_url)
+    try:
+        ids = [store.save_issue(draft(period_key=f"2025-W{n}"))[0].id for n in (10, 11, 12)]
+        config = Config()
+        config.set_main_option("script_location", "digest:migrations")
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+            command.upgrade(config, "head")
+        assert [store.load_issue(i).number for i in ids] == [1, 2, 3]  # type: ignore[union-attr]
+    finally:
+        store.engine.dispose()
 
 
 def test_the_database_refuses_a_second_issue_for_a_period(store: Store) -> None:
