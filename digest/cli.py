@@ -552,9 +552,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the public pages (unsubscribe links) and the one-click unsubscribe endpoint."""
+    """Serve the public pages: unsubscribe (one-click too) and each sent issue's web version."""
     import uvicorn
 
+    from digest.pipeline import published_pages
     from digest.web.app import create_app
 
     settings = settings_from(ctx)
@@ -563,6 +564,7 @@ def serve(
         engine=store.engine,
         secret_key=settings.require_secret_key(),
         publication=settings.file.name,
+        issue_page=published_pages(settings, store),
     )
     uvicorn.run(web, host=host, port=port, log_level="warning")
 

@@ -219,7 +219,7 @@ class FileSettings(_Strict):
     @classmethod
     def _logo_is_a_web_address(cls, value: str) -> str:
         if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"logo must be an http(s) URL that mail clients can load, not {value!r}")
+            raise ValueError(f"logo must be an http(s) URL mail clients can load, not {value!r}")
         return value
 
     fetch: FetchConfig = Field(default_factory=FetchConfig, description="Limits on every download.")

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+# The section for articles no topic claimed; templates show it in the reader's language.
+OTHER_NEWS = "Other news"
+
 
 def article_id(key: str) -> str:
     """A short stable id for an article, from its canonical URL (or GUID when it has no URL)."""

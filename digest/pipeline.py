@@ -34,12 +34,18 @@ from digest.deliver.message import (
 )
 from digest.deliver.outbox import SendReport, deliver_issue
 from digest.embeddings import require_embedder
-from digest.errors import DigestError, NothingNew
+from digest.errors import ConfigError, DigestError, NothingNew
 from digest.ingest.dedupe import dedupe
 from digest.models import Issue, OutgoingMessage
 from digest.render.environment import template_environment
-from digest.render.issue import RenderContext, RenderedIssue, personalise, render_issue
-from digest.store import OutboxRow, QueuedRecipient, Store
+from digest.render.issue import (
+    RenderContext,
+    RenderedIssue,
+    personalise,
+    render_issue,
+    render_web_version,
+)
+from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience
 from subscribers.tokens import make_unsubscribe_token
@@ -107,6 +113,73 @@ def build_issue(
 # --- render ------------------------------------------------------------------------------
 
 
+def web_version_url(base_url: str, issue_id: int) -> str:
+    """Where `digest serve` shows an issue as a web page ("view in browser")."""
+    return f"{base_url}/issues/{issue_id}"
+
+
+def render_context(settings: Settings, issue: Issue) -> RenderContext:
+    """What the templates know about this publication and this issue besides its articles."""
+    digest = settings.digest(issue.digest)
+    return RenderContext(
+        publication=settings.file.name,
+        base_url=settings.base_url,
+        locale=digest.locale,
+        timezone=digest.timezone,
+        logo_url=settings.file.logo,
+        postal_address=settings.file.postal_address,
+        web_url=web_version_url(settings.base_url, issue.id) if issue.id is not None else "",
+        images=digest.images,
+    )
+
+
+def web_version(settings: Settings, issue: Issue) -> str:
+    """The whole issue (every section) as a web page, rendered like its emails."""
+    digest = settings.digest(issue.digest)
+    return render_web_version(
+        issue,
+        template=digest.template,
+        env=template_environment(settings.templates_dir, locale=digest.locale),
+        context=render_context(settings, issue),
+    )
+
+
+def published_web_version(settings: Settings, store: Store, issue_id: int) -> str | None:
+    """An issue's web version once it has gone out (sending or sent); None before, or if unknown."""
+    try:
+        if store.issue_status(issue_id) not in SENT_STATUSES:
+            return None
+    except ConfigError:  # no such issue
+        return None
+    issue = store.load_issue(issue_id)
+    if issue is None or issue.digest not in {digest.name for digest in settings.digests}:
+        return None
+    return web_version(settings, issue)
+
+
+def published_pages(
+    settings: Settings, store: Store, keep: int = 64
+) -> Callable[[int], str | None]:
+    """`published_web_version` for the web app, remembering the latest `keep` pages rendered.
+
+    A published issue never changes, so its page is rendered once per process; an issue not
+    yet out is asked again next time.
+    """
+    pages: dict[int, str] = {}
+
+    def page(issue_id: int) -> str | None:
+        if issue_id not in pages:
+            html = published_web_version(settings, store, issue_id)
+            if html is None:
+                return None
+            if len(pages) >= keep:
+                pages.pop(next(iter(pages)))
+            pages[issue_id] = html
+        return pages[issue_id]
+
+    return page
+
+
 class MessageFactory:
     """Builds each recipient's message; renders once per topic variant, then personalises."""
 
@@ -118,12 +191,8 @@ class MessageFactory:
         self.sender = settings.file.mail.sender
         self.domain = sender_domain(self.sender)
         self.secret = settings.require_secret_key()
-        self.env = template_environment(settings.templates_dir)
-        self.context = RenderContext(
-            publication=settings.file.name,
-            base_url=settings.base_url,
-            timezone=self.digest.timezone,
-        )
+        self.env = template_environment(settings.templates_dir, locale=self.digest.locale)
+        self.context = render_context(settings, issue)
         self._variants: dict[tuple[str, ...], RenderedIssue] = {}
 
     def variant(self, topics: Sequence[str]) -> tuple[Issue, RenderedIssue | None]:
@@ -144,6 +213,7 @@ class MessageFactory:
             "unsubscribe_url": f"{self.settings.base_url}/u/{token}",
             "preferences_url": f"{self.settings.base_url}/u/{token}",
             "email": email,
+            "name": "",
             "token": token,
         }
 

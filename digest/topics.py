@@ -11,9 +11,7 @@ from functools import lru_cache
 
 from digest.clustering import Embedder, cluster_articles
 from digest.errors import DigestError
-from digest.models import Article, Section, Topic
-
-OTHER_NEWS = "Other news"
+from digest.models import OTHER_NEWS, Article, Section, Topic
 
 # Below this many unclaimed articles a clustering says more about noise than about topics.
 MIN_ARTICLES_TO_CLUSTER = 6

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from typer.testing import CliRunner
 
 from digest.cli import app
 from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
-from digest.pipeline import send_issue
+from digest.pipeline import published_pages, send_issue
 from digest.store import Store
 from digest.web.app import create_app
 from subscribers.service import audience
@@ -194,3 +195,34 @@ def test_readers_see_source_titles_not_config_names(demo: dict) -> None:
     assert "The Brindlemoor Courier" in text
     for name in ("brindlemoor-courier", "courier-flood-barrier", "courier-fibre-page"):
         assert name not in text
+
+
+def test_view_in_browser_opens_the_sent_issue_and_drafts_stay_private(demo: dict) -> None:
+    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
+    store = Store.open(settings.database_url)
+    message = _messages(demo)["celeste.marr@example.net"]
+    html = _html(message)
+    web_link = re.search(r'href="([^"]+/issues/\d+)"[^>]*>View in browser<', html)
+    assert web_link is not None
+    pages = published_pages(settings, store)
+    web = create_app(
+        engine=store.engine,
+        secret_key=settings.require_secret_key(),
+        publication="Demo",
+        issue_page=pages,
+    )
+    issue = store.load_issue(demo["issue_id"])
+    assert issue is not None
+    draft, _ = store.save_issue(replace(issue, id=None, period_key="a-draft"))
+    with TestClient(web) as client:
+        page = client.get(web_link.group(1).removeprefix(settings.base_url))
+        hidden = client.get(f"/issues/{draft.id}")
+        unknown = client.get("/issues/999999")
+    assert page.status_code == 200
+    assert "script-src" not in page.headers["Content-Security-Policy"]
+    assert "You are reading the web version" in page.text
+    # Every section of the issue, whoever's topics the link came from; nobody's address.
+    for section in issue.sections:
+        assert escape(section.articles[0].title) in page.text
+    assert "celeste.marr" not in page.text and "/u/" not in page.text
+    assert (hidden.status_code, unknown.status_code) == (404, 404)

@@ -1,4 +1,4 @@
-"""The Jinja environment: where templates are found, how they escape, which filters they get."""
+"""The Jinja environment: where templates are found, how they escape, what they can call."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from digest.render.filters import FILTERS
+from digest.render.i18n import translations
 
 # Text templates (`digest.txt.j2`) are the only ones rendered without HTML escaping.
 _PLAIN_TEXT_SUFFIXES = (".txt", ".text")
 _JINJA_SUFFIXES = (".j2", ".jinja", ".jinja2")
+
+# Must match digest/locales/babel.cfg, or extracted msgids would differ from rendered ones.
+I18N_EXTENSION = "jinja2.ext.i18n"
+# `{% trans %}` blocks lose their line breaks and indentation: translators see one clean line.
+TRIMMED_TRANS = True
 
 
 def bundled_templates_dir() -> Path:
@@ -31,8 +37,8 @@ def is_html_template(name: str | None) -> bool:
     return not base.endswith(_PLAIN_TEXT_SUFFIXES)
 
 
-def template_environment(user_dir: Path | None = None) -> jinja2.Environment:
-    """Templates from `user_dir` first (when it exists), then the bundled ones.
+def template_environment(user_dir: Path | None = None, locale: str = "en") -> jinja2.Environment:
+    """Templates from `user_dir` first (when it exists), then the bundled ones, in `locale`.
 
     Sandboxed because an operator's templates should not reach Python internals; strict
     because a misspelt variable must fail the render, not vanish from the email.
@@ -46,6 +52,10 @@ def template_environment(user_dir: Path | None = None) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=[I18N_EXTENSION],
     )
+    env.policies["ext.i18n.trimmed"] = TRIMMED_TRANS
+    # newstyle: `_()` and `{% trans %}` escape their variables and format `%(name)s` themselves.
+    env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters.update(FILTERS)
     return env

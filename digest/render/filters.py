@@ -10,12 +10,26 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
+from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup
+
+from digest.render.markdown import markdown_html, markdown_text
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _TRAILING_PUNCTUATION = ",;:—–-"
+# Embeddings, overrides and isolates (LRE…RLO, LRI…PDI): a title carrying them can reverse the
+# text around it (an RLO makes "exe.doc" read "cod.exe"). LRM and RLM stay: RTL text needs them.
+_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+# Other invisible format characters that only serve to disguise text.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
+HEADLINE_MAX_CHARACTERS = 200
+# Reading speed: about 230 words a minute in alphabetic scripts, 500 characters in CJK.
+WORDS_PER_MINUTE = 230
+CJK_CHARACTERS_PER_MINUTE = 500
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 def format_day(value: date | datetime, *, locale: str, timezone: str, style: str = "long") -> str:
@@ -90,6 +104,35 @@ def lead(text: str, sentences: int = 2, characters: int = 200) -> str:
     return truncate_characters(" ".join(kept), characters)
 
 
+def headline(text: str, count: int = HEADLINE_MAX_CHARACTERS) -> str:
+    """A title fit for a card or a subject: one line, no direction overrides, at most `count`.
+
+    Markup (a macro's or gettext's output) is unescaped first, so autoescape escapes it once.
+    """
+    if isinstance(text, Markup):
+        text = text.unescape()
+    cleaned = str(text).translate(_BIDI_CONTROLS).translate(_INVISIBLE)
+    return truncate_characters(cleaned, count)
+
+
+def reading_minutes(text: str) -> int:
+    """Whole minutes to read `text` (at least 1), counting CJK by character."""
+    cjk = len(_CJK.findall(text))
+    words = len(_CJK.sub(" ", text).split())
+    return max(1, round(words / WORDS_PER_MINUTE + cjk / CJK_CHARACTERS_PER_MINUTE))
+
+
+@pass_context
+def number_filter(context: Context, value: int | float) -> str:
+    """`{{ count | number }}`: digits grouped the reader's way (1,234 / 1.234 / ١٬٢٣٤)."""
+    return format_decimal(value, locale=context.get("locale", "en").replace("-", "_"))
+
+
+def markdown_filter(source: str, **styles: str) -> Markup:
+    """`{{ issue.intro | markdown(p="margin:0") }}`: sanitised HTML, each tag styled inline."""
+    return Markup(markdown_html(source, styles=styles))
+
+
 def paragraphs(text: str) -> list[str]:
     """Paragraphs separated by blank lines, each with its whitespace collapsed."""
     return [" ".join(block.split()) for block in _BLANK_LINE.split(text) if block.strip()]
@@ -110,8 +153,13 @@ def wrap(text: str, width: int = 78, indent: str = "", first: str | None = None)
 FILTERS: dict[str, Any] = {
     "date": date_filter,
     "domain": domain,
+    "headline": headline,
     "http_url": http_url,
     "lead": lead,
+    "markdown": markdown_filter,
+    "markdown_text": markdown_text,
+    "number": number_filter,
+    "reading_minutes": reading_minutes,
     "paragraphs": paragraphs,
     "truncate_characters": truncate_characters,
     "truncate_words": truncate_words,

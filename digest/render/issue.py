@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from babel import Locale, UnknownLocaleError
 
 from digest.errors import RenderError
-from digest.models import Issue
-from digest.render.filters import format_day, truncate_words
+from digest.models import OTHER_NEWS, Issue
+from digest.render.filters import format_day, headline, http_url, truncate_words
+from digest.render.i18n import html_lang, text_direction
 from digest.render.markers import (
+    PERSONAL_FIELDS,
+    PersonalTemplate,
     escape_html,
-    fill_markers,
     keep_text,
     marker,
     marker_nonce,
     marker_variables,
+    split_markers,
 )
 from digest.render.mjml import compile_mjml
 from digest.render.text import tidy_text
@@ -31,17 +34,30 @@ GMAIL_CLIP_BYTES = 102_000
 SIZE_BUDGET_BYTES = GMAIL_CLIP_BYTES - 2_000
 PREHEADER_HEADLINES = 3
 PREHEADER_WORDS = 25
+# Inboxes show about 60 characters of a subject; past 150 it is only noise.
+SUBJECT_MAX_CHARACTERS = 150
 _TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")
 
 
 @dataclass(frozen=True, slots=True)
 class RenderContext:
-    """What the templates know besides the issue. `timezone` is an IANA zone for dates."""
+    """What the templates know besides the issue.
+
+    `locale` is a BCP 47 or Babel tag (its words come from the environment's translations, so
+    build the environment with the same locale); `timezone` an IANA zone for dates; `web_url`
+    the issue's web version ("" when there is none); `show_preferences` whether the footer
+    links to a preferences page.
+    """
 
     publication: str
     base_url: str
     locale: str = "en"
     timezone: str = "UTC"
+    logo_url: str = ""
+    postal_address: str = ""
+    web_url: str = ""
+    images: bool = True
+    show_preferences: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,13 @@ class RenderedIssue:
     size_bytes: int  # of the html, UTF-8
     nonce: str
     warnings: tuple[str, ...] = ()
+    # html and text split at their markers once, so each recipient costs one join per part.
+    html_template: PersonalTemplate = field(init=False, repr=False, compare=False)
+    text_template: PersonalTemplate = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "html_template", split_markers(self.html, self.nonce))
+        object.__setattr__(self, "text_template", split_markers(self.text, self.nonce))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,59 +133,112 @@ def render_source(
     nonce = marker_nonce(template, context, issue)
     subject = issue_subject(issue, context)
     preheader = issue_preheader(issue)
-    variables: dict[str, Any] = {
+    variables = {
+        **template_variables(context, subject=subject, preheader=preheader),
         "issue": issue,
-        "subject": subject,
-        "preheader": preheader,
-        "publication": context.publication,
-        "base_url": context.base_url,
-        "locale": context.locale,
-        "timezone": context.timezone,
+        "web_version": False,
         **marker_variables(nonce),
     }
     return IssueSource(
         subject=subject,
         preheader=preheader,
         nonce=nonce,
-        mjml=_render_template(env, f"{template}.mjml.j2", variables),
-        text=tidy_text(_render_template(env, f"{template}.txt.j2", variables)),
+        mjml=render_template(env, f"{template}.mjml.j2", variables),
+        text=tidy_text(render_template(env, f"{template}.txt.j2", variables)),
     )
+
+
+def render_web_version(
+    issue: Issue, *, template: str, env: jinja2.Environment, context: RenderContext
+) -> str:
+    """The issue as a web page: the same template and compiler, with no recipient in it.
+
+    The template sees `web_version` true and must leave out every personal field.
+    """
+    _check_locale_and_zone(context)
+    subject = issue_subject(issue, context)
+    variables = {
+        **template_variables(context, subject=subject, preheader=issue_preheader(issue)),
+        "issue": issue,
+        "web_version": True,
+        **{name: _NoPersonalField(name) for name in PERSONAL_FIELDS},
+    }
+    mjml_name = f"{template}.mjml.j2"
+    return compile_mjml(render_template(env, mjml_name, variables), origin=mjml_name).html
+
+
+def template_variables(context: RenderContext, *, subject: str, preheader: str) -> dict[str, Any]:
+    """What every email template sees, whatever it is about (digest, confirmation, welcome)."""
+    _check_locale_and_zone(context)
+    direction = text_direction(context.locale)
+    return {
+        "subject": subject,
+        "preheader": preheader,
+        "publication": context.publication,
+        "base_url": context.base_url,
+        "logo_url": http_url(context.logo_url),
+        "postal_address": context.postal_address,
+        "web_url": context.web_url,
+        "images": context.images,
+        "show_preferences": context.show_preferences,
+        "other_news": OTHER_NEWS,
+        "locale": context.locale,
+        "lang": html_lang(context.locale),
+        "dir": direction,
+        "align": "right" if direction == "rtl" else "left",
+        "timezone": context.timezone,
+    }
+
+
+class _NoPersonalField(jinja2.StrictUndefined):
+    """A personal field in the web version: there is no recipient, so using it is an error."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            hint=f"{name} is personal; the web version has no recipient (check web_version)",
+            name=name,
+        )
 
 
 def personalise(rendered: RenderedIssue, values: Mapping[str, str]) -> tuple[str, str]:
     """(html, text) for one recipient: markers filled, values HTML-escaped in the html part."""
-    html = fill_markers(rendered.html, rendered.nonce, values, escape_html)
-    text = fill_markers(rendered.text, rendered.nonce, values, keep_text)
+    html = rendered.html_template.fill(values, escape_html)
+    text = rendered.text_template.fill(values, keep_text)
     return html, text
 
 
 def issue_subject(issue: Issue, context: RenderContext) -> str:
     """'<title> — <day>' on one line (a newline in a Subject header would start a new header)."""
     day = format_day(issue.created, locale=context.locale, timezone=context.timezone)
-    return " ".join(f"{issue.title} — {day}".split())
+    return headline(f"{issue.title} — {day}", SUBJECT_MAX_CHARACTERS)
 
 
 def issue_preheader(issue: Issue) -> str:
     """The first headlines, as the inbox teaser beside the subject."""
     headlines = [article.title for section in issue.sections for article in section.articles]
-    teaser = " · ".join(" ".join(title.split()) for title in headlines[:PREHEADER_HEADLINES])
-    return truncate_words(teaser or issue.intro or issue.title, PREHEADER_WORDS)
+    teaser = " · ".join(headline(title) for title in headlines[:PREHEADER_HEADLINES] if title)
+    return truncate_words(teaser or headline(issue.intro) or headline(issue.title), PREHEADER_WORDS)
 
 
 def _check_locale_and_zone(context: RenderContext) -> None:
-    try:
-        Locale.parse(context.locale.replace("-", "_"))
-    except (UnknownLocaleError, ValueError) as error:
-        raise RenderError(f"unknown locale {context.locale!r}") from error
+    html_lang(context.locale)  # raises RenderError for an unknown locale
     try:
         ZoneInfo(context.timezone)
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise RenderError(f"unknown timezone {context.timezone!r}") from error
 
 
-def _render_template(env: jinja2.Environment, name: str, variables: dict[str, Any]) -> str:
-    try:
+def render_template(env: jinja2.Environment, name: str, variables: dict[str, Any]) -> str:
+    """Render one template; every failure becomes a one-line RenderError naming file and line."""
+    with template_errors(name):
         return env.get_template(name).render(variables)
+
+
+@contextmanager
+def template_errors(name: str) -> Iterator[None]:
+    """Turn what rendering template `name` raises into a one-line RenderError with its place."""
+    try:
+        yield
     except jinja2.TemplateNotFound as error:
         raise RenderError(f"template {error.name!r} not found") from error
     except jinja2.TemplateSyntaxError as error:

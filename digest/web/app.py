@@ -1,4 +1,4 @@
-"""The public web pages: one-click unsubscribe (RFC 8058) and a health check.
+"""The public web pages: one-click unsubscribe (RFC 8058), issues' web versions, a health check.
 
 `GET /u/{token}` only asks; `POST /u/{token}` unsubscribes. Mail providers POST
 `List-Unsubscribe=One-Click` (form-urlencoded or multipart) with no cookie and follow no
@@ -28,6 +28,17 @@ from subscribers.tokens import InvalidToken, read_unsubscribe_token
 
 log = logging.getLogger(__name__)
 
+# An issue's web version is the email itself: inline styles, a <style> block, remote pictures,
+# no script at all. It names no reader, so it may be cached.
+ISSUE_PAGE_HEADERS = {
+    "Cache-Control": "public, max-age=300",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: http:; "
+        "form-action 'none'; frame-ancestors 'self'; base-uri 'none'"
+    ),
+}
+
 # Pages carry a token in their URL: keep them out of caches, search engines and Referer headers.
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -53,8 +64,12 @@ def create_app(
     secret_key: str,
     publication: str,
     clock: Callable[[], datetime] = utc_now,
+    issue_page: Callable[[int], str | None] | None = None,
 ) -> FastAPI:
-    """The ASGI app; `publication` names the sender on every page."""
+    """The ASGI app; `publication` names the sender on every page.
+
+    `issue_page(issue_id)` gives an issue's web version, or None when it is not public.
+    """
     if not secret_key:
         raise ValueError("secret_key must not be empty: it verifies unsubscribe links")
     pages = jinja2.Environment(
@@ -78,6 +93,13 @@ def create_app(
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/issues/{issue_id}")
+    def show_issue(issue_id: int) -> HTMLResponse:
+        html = issue_page(issue_id) if issue_page is not None and issue_id > 0 else None
+        if html is None:
+            return page("error.html", 404, message=f"There is no published issue {issue_id}.")
+        return HTMLResponse(html, headers=ISSUE_PAGE_HEADERS)
 
     @app.get("/u/{token}")
     def ask_to_unsubscribe(token: str) -> HTMLResponse:

@@ -10,9 +10,11 @@ from digest.render.environment import template_environment
 from digest.render.filters import (
     domain,
     format_day,
+    headline,
     http_url,
     lead,
     paragraphs,
+    reading_minutes,
     truncate_characters,
     truncate_words,
     wrap,
@@ -111,3 +113,37 @@ def test_wrap_fills_columns_without_breaking_urls():
     assert lines[0].startswith("* Read") and all(line.startswith("  ") for line in lines[1:])
     assert f"  {url}" in lines
     assert all(len(line) <= 40 for line in lines if url not in line)
+
+
+def test_headline_is_one_line_without_direction_overrides_and_capped():
+    # U+202E would turn the rest of the line around ("fdp.exe" shown as "exe.pdf").
+    assert headline("Invoice\u202efdp.exe\r\nSecond\tline") == "Invoicefdp.exe Second line"
+    assert headline("\u2066isolated\u2069 soft\u00adhyphen zero\u200bwidth") == (
+        "isolated softhyphen zerowidth"
+    )
+    # Right-to-left marks are part of ordinary Arabic and Hebrew text: they stay.
+    assert headline("שלום\u200f 2025") == "שלום\u200f 2025"
+    long = headline("word " * 2000)
+    assert len(long) == 200 and long.endswith("…")
+    assert len(headline("x" * 5000)) == 200
+
+
+def test_headline_unescapes_markup_so_autoescape_escapes_it_once():
+    env = template_environment()
+    source = "{% macro label() %}{{ name }}{% endmacro %}{{ label() | headline }}"
+    assert env.from_string(source).render(name="Arts & <Culture>") == "Arts &amp; &lt;Culture&gt;"
+
+
+def test_reading_minutes_counts_words_and_cjk_characters():
+    assert reading_minutes("") == 1
+    assert reading_minutes("word " * 230) == 1
+    assert reading_minutes("word " * 1150) == 5
+    assert reading_minutes("字" * 2500) == 5  # 500 characters a minute
+    assert reading_minutes("word " * 460 + "字" * 1000) == 4
+
+
+def test_number_filter_groups_digits_the_locale_s_way():
+    render = template_environment().from_string("{{ n | number }}").render
+    assert render(n=1234567, locale="en") == "1,234,567"
+    assert render(n=1234567, locale="de") == "1.234.567"
+    assert render(n=1234567, locale="fr").replace("\u202f", " ") == "1 234 567"

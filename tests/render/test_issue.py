@@ -14,7 +14,7 @@ import pytest
 from markupsafe import escape
 
 from digest.errors import RenderError
-from digest.models import Issue, Section
+from digest.models import OTHER_NEWS, Issue, Section
 from digest.render import (
     GMAIL_CLIP_BYTES,
     RenderContext,
@@ -22,7 +22,7 @@ from digest.render import (
     render_issue,
     template_environment,
 )
-from digest.render.issue import SIZE_BUDGET_BYTES
+from digest.render.issue import SIZE_BUDGET_BYTES, render_web_version
 from tests.render.sample_issue import (
     BODY,
     HOSTILE_TEXT,
@@ -151,7 +151,7 @@ def test_a_cut_summary_ends_with_a_read_more_link_to_its_article(env, context):
     text = " ".join(rendered.text.split())
     assert f"{first}." in rendered.html and f"{first}." in text
     assert second not in rendered.html and second not in text
-    assert f"<div>{whole}</div>" in rendered.html
+    assert f'<div dir="auto">{whole}</div>' in rendered.html
     read_more = [href for text, href in all_links(rendered.html) if text == "Read more →"]
     assert read_more == [articles[0].url]  # not for a whole summary, nor for a non-web link
     assert "javascript:" not in rendered.html
@@ -272,3 +272,156 @@ def test_unknown_template_and_locale_raise(env, context):
         render(sample_issue(2), env, context, template="weekly")
     with pytest.raises(RenderError, match="unknown locale 'xx'"):
         render(sample_issue(2), env, RenderContext("Demo", "https://d.example", locale="xx"))
+
+
+# --- the parts of a newsroom digest --------------------------------------------------------
+
+FULL_CONTEXT = RenderContext(
+    publication="Demo Digest",
+    base_url="https://digest.example.org",
+    logo_url="https://digest.example.org/logo.png",
+    postal_address="Demo Digest, 4 Mill Lane, Tamsett TV1 2AB",
+    web_url="https://digest.example.org/issues/7",
+    show_preferences=True,
+)
+PICTURE = "https://img.example.org/photo.jpg"
+
+
+def with_pictures(issue: Issue) -> Issue:
+    """Every article of `issue` with a picture (a javascript: one for the last article)."""
+    sections = []
+    for section in issue.sections:
+        articles = [replace(article, image=PICTURE) for article in section.articles]
+        sections.append(replace(section, articles=tuple(articles)))
+    last = sections[-1]
+    bad = replace(last.articles[-1], image="javascript:alert(1)")
+    sections[-1] = replace(last, articles=(*last.articles[:-1], bad))
+    return replace(issue, sections=tuple(sections), number=12)
+
+
+def test_header_has_logo_number_date_count_and_contents_linking_to_each_section(env, recipient):
+    rendered = render(with_pictures(sample_issue(30)), env, FULL_CONTEXT)
+    html, text = personalise(rendered, recipient)
+    assert '<img src="https://digest.example.org/logo.png" alt="Demo Digest"' in html
+    assert "No. 12 · March 3, 2025 · 30 stories" in html
+    assert "No. 12 · March 3, 2025 · 30 stories" in text
+    contents = [href for label, href in all_links(html) if href.startswith("#section-")]
+    assert contents == [f"#section-{n}" for n in range(1, 6)]
+    for n in range(1, 6):
+        assert f'id="section-{n}"' in html
+    assert "In this issue:\n  1. Politics (6)\n  2. Business & Economy (6)" in text
+
+
+def test_contents_appear_only_when_there_are_three_sections_or_more(env, context):
+    two = replace(sample_issue(4), sections=sample_issue(4).sections[:2])
+    rendered = render(two, env, context)
+    assert "#section-1" not in rendered.html and "In this issue" not in rendered.text
+
+
+def test_cards_show_reading_time_and_pictures_with_alt_text(env, context):
+    issue = with_pictures(sample_issue(30))
+    html = render(issue, env, context).html
+    lead = issue.sections[0].articles[0]
+    assert f'<img src="{PICTURE}" alt="{escape(lead.title)}" width="552"' in html
+    assert html.count('width="96"') == 30 - 5 - 1  # thumbnails: not the leads, not javascript:
+    assert "javascript:" not in html
+    assert "1 min read" in html
+    without = render(issue, env, replace(context, images=False)).html
+    assert PICTURE not in without
+
+
+def test_footer_explains_and_links_unsubscribe_preferences_web_version_and_address(env, recipient):
+    html, text = personalise(render(sample_issue(3), env, FULL_CONTEXT), recipient)
+    links = links_of(html)
+    assert links["Unsubscribe"] == recipient["unsubscribe_url"]
+    assert links["Manage preferences"] == recipient["preferences_url"]
+    assert links["View in browser"] == "https://digest.example.org/issues/7"
+    assert "Demo Digest, 4 Mill Lane, Tamsett TV1 2AB" in html
+    assert "because ada@example.com subscribed at" in html
+    assert f"Manage preferences: {recipient['preferences_url']}" in text
+    assert "View in browser: https://digest.example.org/issues/7" in text
+    assert "Demo Digest, 4 Mill Lane, Tamsett TV1 2AB" in text
+    plain = render(sample_issue(3), env, replace(FULL_CONTEXT, web_url="", show_preferences=False))
+    assert "View in browser" not in plain.html and "Manage preferences" not in plain.html
+
+
+def test_intro_is_markdown_sanitised_and_never_a_template(env, context):
+    intro = "Hello **readers**, {{ 7*7 }} [vote](https://e.org/v) <script>x()</script>"
+    rendered = render(sample_issue(3, intro=intro), env, context)
+    assert "<strong>readers</strong>, {{ 7*7 }}" in rendered.html
+    assert "49" not in rendered.html.split("<body", 1)[1].split("readers", 1)[1][:40]
+    assert "<script>x()" not in rendered.html and "&lt;script&gt;" in rendered.html
+    assert "Hello readers, {{ 7*7 }} vote <https://e.org/v>" in rendered.text
+
+
+def test_hostile_titles_render_inert_and_tidy(env, context, recipient):
+    override = "Invoice \u202efdp.exe"
+    crlf = "Line one\r\nBcc: victim@example.com"
+    giant = "Giant " + "A" * 5000
+    articles = tuple(
+        sample_article(n, title=title)
+        for n, title in enumerate((override, crlf, giant, "<b onmouseover=x>{{ 7*7 }}</b>"))
+    )
+    issue = replace(sample_issue(4), sections=(Section("Odd", articles),))
+    html, text = personalise(render(issue, env, context), recipient)
+    assert "\u202e" not in html and "\u202e" not in text
+    assert "Invoice fdp.exe" in html
+    assert "Line one Bcc: victim@example.com" in html and "\r" not in html
+    assert "Line one Bcc: victim@example.com" in text
+    titles = [label for label, href in all_links(html) if href.startswith("https://www.news")]
+    assert max(len(title) for title in titles) <= 200
+    assert "A" * 201 not in html and "A" * 201 not in text
+    assert "&lt;b onmouseover=x&gt;{{ 7*7 }}&lt;/b&gt;" in html and "<b onmouseover" not in html
+
+
+def test_a_full_thirty_article_issue_with_pictures_stays_under_the_gmail_clip(env, recipient):
+    intro = "A busy week.\n\n- one [link](https://e.org/a)\n- two\n\n" + "Long intro. " * 40
+    rendered = render(with_pictures(sample_issue(30, intro=intro)), env, FULL_CONTEXT)
+    html, _text = personalise(rendered, recipient)
+    print(f"\n30 articles, every part on: {len(html.encode())} bytes")
+    assert len(html.encode("utf-8")) <= GMAIL_CLIP_BYTES
+    assert rendered.warnings == ()
+
+
+def test_right_to_left_locales_set_dir_and_align_to_the_right():
+    env = template_environment(locale="ar")
+    context = RenderContext("النشرة", "https://d.example", locale="ar")
+    issue = replace(sample_issue(2), title="الأسبوعية")
+    html = render(issue, env, context).html
+    assert '<html lang="ar" dir="rtl"' in html
+    # Every text block reads from the right (MJML fixes only the column wrapper's alignment).
+    assert 'align="left"' not in html and 'align="right"' in html
+    assert "direction:ltr" not in html and "direction:rtl" in html
+    german = render(
+        sample_issue(2), template_environment(locale="de"), replace(context, locale="de")
+    )
+    assert '<html lang="de" dir="ltr"' in german.html
+
+
+def test_the_catch_all_section_is_named_in_the_reader_s_language(env, context):
+    issue = replace(
+        sample_issue(2), sections=(Section(OTHER_NEWS, sample_issue(2).sections[0].articles),)
+    )
+    english = render(issue, env, context)
+    assert "Other news" in english.html
+    german = render(issue, template_environment(locale="de"), replace(context, locale="de"))
+    assert "Other news" not in german.html and "Other news" not in german.text
+
+
+def test_the_web_version_has_the_articles_and_no_reader_in_it(env):
+    issue = with_pictures(sample_issue(6))
+    page = render_web_version(issue, template="digest", env=env, context=FULL_CONTEXT)
+    assert "%%digest-" not in page
+    assert "Unsubscribe" not in page and "View in browser" not in page
+    assert "You are reading the web version of Demo Digest" in page
+    assert str(escape(issue.sections[0].articles[0].title)) in page
+
+
+def test_a_template_using_a_personal_field_in_its_web_version_is_refused(tmp_path):
+    source = (
+        "<mjml><mj-body><mj-section><mj-column><mj-text>{{ unsubscribe_url }}</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    env = _user_env(tmp_path, "digest.mjml.j2", source)
+    with pytest.raises(RenderError, match="unsubscribe_url is personal; the web version"):
+        render_web_version(sample_issue(2), template="digest", env=env, context=FULL_CONTEXT)

@@ -1,0 +1,74 @@
+"""Transactional emails (confirm, welcome, preferences changed): one render, many recipients.
+
+A notice template sets its own `subject` and `preheader` at the top (`{% set subject = … %}`)
+and writes per-person values as markers, like the digest: rendered once per list and language,
+then filled per recipient with `personalise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from digest.errors import RenderError
+from digest.render.issue import (
+    RenderContext,
+    RenderedIssue,
+    template_errors,
+    template_variables,
+)
+from digest.render.markers import marker, marker_nonce, marker_variables
+from digest.render.mjml import compile_mjml
+from digest.render.text import tidy_text
+
+NOTICES = ("confirm", "welcome", "preferences-changed")
+# The link a notice cannot go without: confirming is its point, or leaving the list.
+REQUIRED_LINK = {
+    "confirm": "confirm_url",
+    "welcome": "unsubscribe_url",
+    "preferences-changed": "unsubscribe_url",
+}
+
+
+def render_notice(
+    notice: str,
+    *,
+    env: jinja2.Environment,
+    context: RenderContext,
+    variables: Mapping[str, Any] | None = None,
+) -> RenderedIssue:
+    """Render `<notice>.mjml.j2` and `<notice>.txt.j2` with markers for the personal fields.
+
+    `variables` adds what the notice is about (the list's title, the chosen topics, …).
+    """
+    if notice not in NOTICES:
+        raise RenderError(f"unknown notice {notice!r}; known: {', '.join(NOTICES)}")
+    nonce = marker_nonce(notice, context, sorted((variables or {}).items(), key=str))
+    base = {**template_variables(context, subject="", preheader=""), **(variables or {})}
+    base.update(marker_variables(nonce))
+    mjml_name, text_name = f"{notice}.mjml.j2", f"{notice}.txt.j2"
+    with template_errors(mjml_name):
+        module = env.get_template(mjml_name).make_module(base)
+        subject = " ".join(str(getattr(module, "subject", "")).split())
+        preheader = " ".join(str(getattr(module, "preheader", "")).split())
+        mjml = str(module)
+    if not subject:
+        raise RenderError(f"{mjml_name}: sets no subject ({{% set subject = … %}} at the top)")
+    with template_errors(text_name):
+        text = tidy_text(env.get_template(text_name).render({**base, "subject": subject}))
+    compiled = compile_mjml(mjml, origin=mjml_name)
+    required = marker(nonce, REQUIRED_LINK[notice])
+    for name, body in ((mjml_name, compiled.html), (text_name, text)):
+        if required not in body:
+            raise RenderError(f"{name}: has no {{{{ {REQUIRED_LINK[notice]} }}}} link")
+    return RenderedIssue(
+        subject=subject,
+        preheader=preheader,
+        html=compiled.html,
+        text=text,
+        size_bytes=len(compiled.html.encode("utf-8")),
+        nonce=nonce,
+        warnings=compiled.warnings,
+    )
