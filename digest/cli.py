@@ -406,9 +406,9 @@ def _issue_id(store: Store, issue: int | None) -> int:
 def preview(
     ctx: typer.Context,
     issue: Annotated[int | None, typer.Argument(help="Issue id (default: the newest).")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the .html, .txt and .eml.")] = Path(
-        "preview"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the .html, .txt, .eml and web version.")
+    ] = Path("preview"),
     topics: Annotated[
         str, typer.Option("--topics", help="Preview as a subscriber of these topics (a;b).")
     ] = "",
@@ -432,6 +432,7 @@ def preview(
                 "html": str(files.html),
                 "text": str(files.text),
                 "eml": str(files.eml),
+                "web": str(files.web),
                 "size_bytes": files.size_bytes,
                 "warnings": list(files.warnings),
             }
@@ -441,6 +442,7 @@ def preview(
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     console.print(f"Preview ({files.size_bytes / 1024:.0f} KiB): [bold]{files.html}[/bold]")
     console.print(f"Plain text: {files.text}\nAs an email: {files.eml}")
+    console.print(f"Web version (served at /issues/{issue_id} once sent): {files.web}")
 
 
 @app.command()

@@ -249,6 +249,7 @@ class PreviewFiles:
     html: Path
     text: Path
     eml: Path
+    web: Path  # the issue's web version ("view in browser"), every section
     size_bytes: int
     warnings: tuple[str, ...]
 
@@ -256,7 +257,8 @@ class PreviewFiles:
 def preview_issue(
     settings: Settings, issue: Issue, out: Path, *, now: datetime, topics: Sequence[str] = ()
 ) -> PreviewFiles:
-    """Write exactly what a subscriber with this topic choice gets: .html, .txt and .eml."""
+    """Write exactly what a subscriber with this topic choice gets (.html, .txt, .eml), and the
+    issue's web version."""
     factory = MessageFactory(settings, issue)
     _variant, rendered = factory.variant(topics)
     if rendered is None:
@@ -278,10 +280,13 @@ def preview_issue(
     html_path.write_text(message.html, encoding="utf-8")
     text_path.write_text(message.text, encoding="utf-8")
     eml_path.write_bytes(to_email_message(message, date=now).as_bytes())
+    web_path = out / f"issue-{issue.id}-web.html"
+    web_path.write_text(web_version(settings, issue), encoding="utf-8")
     return PreviewFiles(
         html=html_path,
         text=text_path,
         eml=eml_path,
+        web=web_path,
         size_bytes=rendered.size_bytes,
         warnings=tuple(rendered.warnings),
     )

@@ -194,7 +194,10 @@ def test_step_by_step_commands_work_on_the_demo_folder(tmp_path: Path) -> None:
     out = tmp_path / "preview"
     previewed = runner.invoke(app, [*config, "preview", "1", "--out", str(out), "--json"])
     assert previewed.exit_code == 0, previewed.stderr
-    assert Path(json.loads(previewed.stdout)["html"]).read_text().count("<html") == 1
+    files = json.loads(previewed.stdout)
+    assert Path(files["html"]).read_text().count("<html") == 1
+    web = Path(files["web"]).read_text()
+    assert "You are reading the web version" in web and "%%digest-" not in web
 
     sent = runner.invoke(app, [*config, "send", "1", "--json"])
     assert sent.exit_code == 0, sent.stderr
