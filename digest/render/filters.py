@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
+from babel.lists import format_list
 from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
@@ -19,6 +21,7 @@ from digest.render.markdown import markdown_html, markdown_text
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _BLANK_LINE = re.compile(r"\n\s*\n")
+_ASCII_WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
 _TRAILING_PUNCTUATION = ",;:—–-"
 # Embeddings, overrides and isolates (LRE…RLO, LRI…PDI): a title carrying them can reverse the
 # text around it (an RLO makes "exe.doc" read "cod.exe"). LRM and RLM stay: RTL text needs them.
@@ -123,6 +126,12 @@ def reading_minutes(text: str) -> int:
 
 
 @pass_context
+def list_filter(context: Context, items: Iterable[str]) -> str:
+    """`{{ names | list }}`: "A, B and C" the reader's way (、 in Japanese, و in Arabic)."""
+    return format_list(list(items), locale=context.get("locale", "en").replace("-", "_"))
+
+
+@pass_context
 def number_filter(context: Context, value: int | float) -> str:
     """`{{ count | number }}`: digits grouped the reader's way (1,234 / 1.234 / ١٬٢٣٤)."""
     return format_decimal(value, locale=context.get("locale", "en").replace("-", "_"))
@@ -139,9 +148,12 @@ def paragraphs(text: str) -> list[str]:
 
 
 def wrap(text: str, width: int = 78, indent: str = "", first: str | None = None) -> str:
-    """Plain text filled to `width` columns; long URLs stay whole rather than being broken."""
+    """Plain text filled to `width` columns; long URLs stay whole rather than being broken.
+
+    No-break spaces stay (French puts one before ":"), so a line never starts with the ":".
+    """
     return textwrap.fill(
-        " ".join(text.split()),
+        _ASCII_WHITESPACE.sub(" ", text).strip(),
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,
@@ -156,6 +168,7 @@ FILTERS: dict[str, Any] = {
     "headline": headline,
     "http_url": http_url,
     "lead": lead,
+    "list": list_filter,
     "markdown": markdown_filter,
     "markdown_text": markdown_text,
     "number": number_filter,

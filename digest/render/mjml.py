@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import mrml
@@ -10,6 +11,14 @@ import mrml
 from digest.errors import RenderError
 
 _POSITION = re.compile(r"at position (\d+):\d+")
+# MRML writes attribute values through Rust's Debug escaping: combining marks (Arabic harakat,
+# Devanagari vowel signs, Thai tone marks), format characters (ZWJ, variation selectors),
+# controls and the backslash come out as "\u{64b}" or "\\". As character references they
+# pass through untouched and read the same in every client.
+_ESCAPED_BY_MRML = frozenset({"Mn", "Me", "Mc", "Cf", "Cc", "Co", "Cn", "Cs", "Zl", "Zp"})
+_ATTRIBUTE_VALUE = re.compile(r'="([^"]*)"')
+# The title also becomes the body's aria-label.
+_TITLE = re.compile(r"(<mj-title>)(.*?)(</mj-title>)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +34,7 @@ def compile_mjml(source: str, *, origin: str) -> CompiledHtml:
     """
     try:
         output = mrml.to_html(
-            source,
+            protect_attribute_text(source),
             parser_options=mrml.ParserOptions(include_loader=mrml.noop_loader()),
             render_options=mrml.RenderOptions(disable_comments=True),
         )
@@ -38,6 +47,27 @@ def compile_mjml(source: str, *, origin: str) -> CompiledHtml:
         for warning in output.warnings
     )
     return CompiledHtml(html=output.content, warnings=warnings)
+
+
+def protect_attribute_text(source: str) -> str:
+    """MJML with what MRML would mangle in attribute values and the title as &#x…; references.
+
+    Values are double-quoted in every template (autoescape writes a `"` in a value as &#34;),
+    so `="…"` finds each value and nothing else.
+    """
+    source = _ATTRIBUTE_VALUE.sub(lambda match: f'="{_referenced(match.group(1))}"', source)
+    return _TITLE.sub(lambda m: m.group(1) + _referenced(m.group(2)) + m.group(3), source)
+
+
+def _referenced(text: str) -> str:
+    if text.isascii() and "\\" not in text and text.isprintable():
+        return text
+    return "".join(
+        f"&#x{ord(char):x};"
+        if char == "\\" or unicodedata.category(char) in _ESCAPED_BY_MRML
+        else char
+        for char in text
+    )
 
 
 def _located(message: str, source: str) -> str:

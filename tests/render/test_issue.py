@@ -83,7 +83,7 @@ def test_digest_shows_every_headline_linked_with_source_and_sections(env, contex
             assert links[article.title] == article.url
             assert article.url in rendered.text
     assert "A busy week for transport." in rendered.html
-    assert "Also in: Reuters, Associated Press" in rendered.text
+    assert "Also in: Reuters and Associated Press" in rendered.text
     assert rendered.subject == "Weekly Digest — March 3, 2025"
     assert rendered.preheader.startswith(issue.sections[0].articles[0].title)
     assert f"<title>{escape(rendered.subject)}</title>" in rendered.html

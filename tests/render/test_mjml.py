@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import pytest
 
 from digest.errors import RenderError
@@ -35,3 +38,21 @@ def test_truncated_mjml_raises():
     source = "<mjml><mj-body><mj-section><mj-column><mj-text>unclosed</mjml>"
     with pytest.raises(RenderError, match="unexpected end of stream"):
         compile_mjml(source, origin="t.mjml")
+
+
+def test_text_mrml_would_escape_in_attributes_reaches_the_html_as_written():
+    # Arabic harakat, Thai tone marks, Devanagari vowel signs, an emoji ZWJ sequence and its
+    # variation selector, a backslash: MRML alone writes these as \u{...} or \\ in attributes.
+    text = "مرحبًا ข่าว हिन्दी 👩\u200d💻 ❤️ AC\\DC"
+    source = (
+        f"<mjml><mj-head><mj-title>{text}</mj-title></mj-head><mj-body><mj-section><mj-column>"
+        f'<mj-text><img alt="{text}" src="https://img.example.org/1.jpg" />'
+        f'<a href="https://th.example.org/{text}">{text}</a></mj-text>'
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    html = compile_mjml(source, origin="test").html
+    assert "\\u{" not in html and "\\\\" not in html
+    values = re.findall(r'(?:alt|aria-label)="([^"]*)"', html)
+    assert len(values) == 2 and {unescape(value) for value in values} == {text}
+    assert unescape(re.search(r"<title>(.*?)</title>", html).group(1)) == text
+    assert f">{text}</a>" in html  # text content is left as it is

@@ -47,7 +47,7 @@ def test_confirmation_asks_once_with_the_link_and_says_how_long_it_works():
     assert f'href="{VALUES["confirm_url"].replace("&", "&amp;")}"' in html
     assert VALUES["confirm_url"] in text
     assert "The link works for 48 hours." in text
-    assert "Topics: Science, Sport." in text
+    assert "Topics: Science and Sport." in text
     assert "Hello Ana," in html and "Hello Ana," in text
     # Not subscribed yet: nothing to unsubscribe from.
     assert VALUES["unsubscribe_url"] not in html and "Unsubscribe" not in text
