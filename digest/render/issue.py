@@ -151,10 +151,16 @@ def render_source(
 def render_web_version(
     issue: Issue, *, template: str, env: jinja2.Environment, context: RenderContext
 ) -> str:
-    """The issue as a web page: the same template and compiler, with no recipient in it.
+    """The issue as a web page: the same template and compiler, with no recipient in it."""
+    mjml = web_version_source(issue, template=template, env=env, context=context)
+    return compile_mjml(mjml, origin=f"{template}.mjml.j2").html
 
-    The template sees `web_version` true and must leave out every personal field.
-    """
+
+def web_version_source(
+    issue: Issue, *, template: str, env: jinja2.Environment, context: RenderContext
+) -> str:
+    """The web version's MJML. The template sees `web_version` true and must leave out every
+    personal field: using one is an error."""
     _check_locale_and_zone(context)
     subject = issue_subject(issue, context)
     variables = {
@@ -163,8 +169,7 @@ def render_web_version(
         "web_version": True,
         **{name: _NoPersonalField(name) for name in PERSONAL_FIELDS},
     }
-    mjml_name = f"{template}.mjml.j2"
-    return compile_mjml(render_template(env, mjml_name, variables), origin=mjml_name).html
+    return render_template(env, f"{template}.mjml.j2", variables)
 
 
 def template_variables(context: RenderContext, *, subject: str, preheader: str) -> dict[str, Any]:

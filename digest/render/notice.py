@@ -8,6 +8,7 @@ then filled per recipient with `personalise`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
@@ -32,6 +33,17 @@ REQUIRED_LINK = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class NoticeSource:
+    """A notice's Jinja output before MJML: what it says in its head, its MJML and its text."""
+
+    subject: str
+    preheader: str
+    nonce: str
+    mjml: str
+    text: str
+
+
 def render_notice(
     notice: str,
     *,
@@ -43,6 +55,32 @@ def render_notice(
 
     `variables` adds what the notice is about (the list's title, the chosen topics, …).
     """
+    source = notice_source(notice, env=env, context=context, variables=variables)
+    mjml_name = f"{notice}.mjml.j2"
+    compiled = compile_mjml(source.mjml, origin=mjml_name)
+    required = marker(source.nonce, REQUIRED_LINK[notice])
+    for name, body in ((mjml_name, compiled.html), (f"{notice}.txt.j2", source.text)):
+        if required not in body:
+            raise RenderError(f"{name}: has no {{{{ {REQUIRED_LINK[notice]} }}}} link")
+    return RenderedIssue(
+        subject=source.subject,
+        preheader=source.preheader,
+        html=compiled.html,
+        text=source.text,
+        size_bytes=len(compiled.html.encode("utf-8")),
+        nonce=source.nonce,
+        warnings=compiled.warnings,
+    )
+
+
+def notice_source(
+    notice: str,
+    *,
+    env: jinja2.Environment,
+    context: RenderContext,
+    variables: Mapping[str, Any] | None = None,
+) -> NoticeSource:
+    """Run a notice's Jinja templates only: subject, preheader, MJML and text, markers in them."""
     if notice not in NOTICES:
         raise RenderError(f"unknown notice {notice!r}; known: {', '.join(NOTICES)}")
     nonce = marker_nonce(notice, context, sorted((variables or {}).items(), key=str))
@@ -58,17 +96,4 @@ def render_notice(
         raise RenderError(f"{mjml_name}: sets no subject ({{% set subject = … %}} at the top)")
     with template_errors(text_name):
         text = tidy_text(env.get_template(text_name).render({**base, "subject": subject}))
-    compiled = compile_mjml(mjml, origin=mjml_name)
-    required = marker(nonce, REQUIRED_LINK[notice])
-    for name, body in ((mjml_name, compiled.html), (text_name, text)):
-        if required not in body:
-            raise RenderError(f"{name}: has no {{{{ {REQUIRED_LINK[notice]} }}}} link")
-    return RenderedIssue(
-        subject=subject,
-        preheader=preheader,
-        html=compiled.html,
-        text=text,
-        size_bytes=len(compiled.html.encode("utf-8")),
-        nonce=nonce,
-        warnings=compiled.warnings,
-    )
+    return NoticeSource(subject=subject, preheader=preheader, nonce=nonce, mjml=mjml, text=text)
