@@ -314,9 +314,7 @@ def test_second_save_for_the_same_period_returns_the_first_issue(store: Store) -
 def test_issues_are_numbered_per_digest_in_the_order_they_are_built(store: Store) -> None:
     first, _ = store.save_issue(draft(period_key="2025-W10"))
     second, _ = store.save_issue(draft(period_key="2025-W11"))
-    other = Issue(
-        digest="daily", period_key="2025-03-03", title="Daily", created=NOW, sections=()
-    )
+    other = Issue(digest="daily", period_key="2025-03-03", title="Daily", created=NOW, sections=())
     daily, _ = store.save_issue(other)
     again, created = store.save_issue(draft(period_key="2025-W11"))
 

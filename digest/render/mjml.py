@@ -64,10 +64,14 @@ def _referenced(text: str) -> str:
         return text
     return "".join(
         f"&#x{ord(char):x};"
-        if char == "\\" or unicodedata.category(char) in _ESCAPED_BY_MRML
+        if char == "\\" or _escaped_by_mrml(char)
         else char
         for char in text
     )
+
+
+def _escaped_by_mrml(char: str) -> bool:
+    return unicodedata.category(char) in _ESCAPED_BY_MRML
 
 
 def _located(message: str, source: str) -> str:
