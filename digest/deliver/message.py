@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 
@@ -85,6 +85,16 @@ def to_email_message(message: OutgoingMessage, *, date: datetime) -> EmailMessag
         raise DeliveryError(
             f"message {message.delivery_id} to {message.to!r}: {error}".splitlines()[0]
         ) from error
-    email.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    email.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    email["MIME-Version"] = "1.0"
+    email.make_alternative()
+    email.attach(_body_part(message.text, "plain"))
+    email.attach(_body_part(message.html, "html"))
     return email
+
+
+def _body_part(content: str, subtype: str) -> MIMEPart:
+    # A MIMEPart, not an EmailMessage: MIME-Version belongs on the message only (RFC 2045 §4),
+    # and add_alternative() would repeat it on the html part.
+    part = MIMEPart(policy=MESSAGE_POLICY)
+    part.set_content(content, subtype=subtype, charset="utf-8", cte="quoted-printable")
+    return part

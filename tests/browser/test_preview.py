@@ -1,16 +1,17 @@
-"""The demo's digest as a reader sees it: Chromium on a phone and a desktop, light and dark.
+"""The demo's digest as a reader sees it: Chromium on a phone, in a 600 px email pane and on a
+desktop, light and dark.
 
 `digest demo` runs once per module through the real CLI; the preview HTML and the text/html
 part of one delivered .eml are each opened in Debian's Chromium and measured there, and
 compared with the plain-text part that travels beside them.
-Set DIGEST_SCREENSHOTS=/some/dir to keep a full-page PNG of every rendering looked at.
+A full-page PNG of every rendering looked at is kept in <repo>/test-artefacts/screenshots
+(or $DIGEST_SCREENSHOTS), named by document, width and colour scheme.
 """
 
 from __future__ import annotations
 
 import email
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,20 +25,24 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.cli import app
+from tests.browser.chromium import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Layout,
+    distorted_pictures,
+    measure_layout,
+    pictures_that_overflow,
+    screenshots_dir,
+    small_tap_targets,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless, offline and quiet: no sandbox (we run as root), no GPU, no calls home.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1024, "height": 768}}
+VIEWPORTS = {
+    "phone": {"width": 375, "height": 812},
+    # An email client's reading pane: the width email layouts are designed for.
+    "pane": {"width": 600, "height": 900},
+    "desktop": {"width": 1024, "height": 768},
+}
+EMAIL_WIDTHS = ("phone", "pane")
 DOCUMENTS = ("preview", "email")
 # Email clients centre a column of about 600 px; wider lines are hard to read on a desktop.
 MAX_COLUMN_WIDTH = 640
@@ -95,10 +100,15 @@ SNAPSHOT_JS = r"""
       background: backgroundOf(element),
     });
   }
-  const links = [...document.querySelectorAll("a")].map((a) => ({
-    href: a.getAttribute("href") || "",
-    text: a.textContent.replace(/\s+/g, " ").trim(),
-  }));
+  const links = [...document.querySelectorAll("a")].map((a) => {
+    const href = a.getAttribute("href") || "";
+    return {
+      href,
+      text: a.textContent.replace(/\s+/g, " ").trim(),
+      // "#id" jumps within the page (the contents list): fine when that element exists.
+      is_in_page: href.startsWith("#") && document.getElementById(href.slice(1)) !== null,
+    };
+  });
   return {
     runs,
     hidden,
@@ -141,6 +151,7 @@ class HiddenText:
 class Link:
     href: str
     text: str
+    is_in_page: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +164,7 @@ class Snapshot:
     screen_width: int
     layout_width: int
     scroll_width: int
+    layout: Layout
 
     def text_span(self) -> tuple[float, float]:
         return min(run.left for run in self.runs), max(run.right for run in self.runs)
@@ -217,7 +229,7 @@ def required_contrast(run: TextRun) -> float:
 
 
 def _snapshot(
-    browser: Any, html: Path, viewport: str, scheme: str, name: str, shots: Path | None
+    browser: Any, html: Path, viewport: str, scheme: str, name: str, shots: Path
 ) -> Snapshot:
     is_phone = viewport == "phone"
     context = browser.new_context(
@@ -228,8 +240,9 @@ def _snapshot(
         page.emulate_media(color_scheme=scheme)
         page.goto(html.as_uri(), wait_until="load")
         seen = page.evaluate(SNAPSHOT_JS)
-        if shots is not None:
-            page.screenshot(path=str(shots / f"{name}-{viewport}-{scheme}.png"), full_page=True)
+        layout = measure_layout(page)
+        width = VIEWPORTS[viewport]["width"]
+        page.screenshot(path=str(shots / f"{name}-{width}px-{scheme}.png"), full_page=True)
     finally:
         context.close()
     return Snapshot(
@@ -239,6 +252,7 @@ def _snapshot(
         screen_width=VIEWPORTS[viewport]["width"],
         layout_width=seen["layout_width"],
         scroll_width=seen["scroll_width"],
+        layout=layout,
     )
 
 
@@ -273,10 +287,7 @@ def browser(documents: dict[str, Document]) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def seen(browser: Any, documents: dict[str, Document]) -> Callable[..., Snapshot]:
     """Look at a document once per (viewport, scheme); later tests reuse the measurements."""
-    shots_dir = os.environ.get("DIGEST_SCREENSHOTS")
-    shots = Path(shots_dir) if shots_dir else None
-    if shots is not None:
-        shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir()
     cache: dict[tuple[str, str, str], Snapshot] = {}
 
     def look(document: str, viewport: str, scheme: str = "light") -> Snapshot:
@@ -289,11 +300,12 @@ def seen(browser: Any, documents: dict[str, Document]) -> Callable[..., Snapshot
     return look
 
 
+@pytest.mark.parametrize("viewport", EMAIL_WIDTHS)
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_phone_page_never_scrolls_sideways_or_cuts_text(
-    seen: Callable[..., Snapshot], document: str
+def test_page_never_scrolls_sideways_or_cuts_text(
+    seen: Callable[..., Snapshot], document: str, viewport: str
 ) -> None:
-    page = seen(document, "phone")
+    page = seen(document, viewport)
     # Without a device-width viewport a phone lays the page out 980 px wide and zooms out.
     assert page.layout_width == page.screen_width
     assert page.scroll_width <= page.screen_width + 1
@@ -342,11 +354,12 @@ def test_every_section_heading_and_headline_is_visible_in_reading_order(
         assert tops == sorted(tops), "the HTML orders the issue differently from the text part"
 
 
+@pytest.mark.parametrize("viewport", EMAIL_WIDTHS)
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_body_text_is_at_least_14px_on_a_phone(
-    seen: Callable[..., Snapshot], document: str
+def test_body_text_is_at_least_14px_at_email_widths(
+    seen: Callable[..., Snapshot], document: str, viewport: str
 ) -> None:
-    page = seen(document, "phone")
+    page = seen(document, viewport)
     characters_by_size = Counter[float]()
     for run in page.runs:
         characters_by_size[run.font_size] += len(run.text)
@@ -355,12 +368,72 @@ def test_body_text_is_at_least_14px_on_a_phone(
     assert min(characters_by_size) >= 12, "small print under 12 px is unreadable on a phone"
 
 
+@pytest.mark.parametrize("viewport", EMAIL_WIDTHS)
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_every_link_goes_to_an_http_url(seen: Callable[..., Snapshot], document: str) -> None:
+def test_title_and_headlines_are_larger_than_body_text(
+    seen: Callable[..., Snapshot], documents: dict[str, Document], document: str, viewport: str
+) -> None:
+    page = seen(document, viewport)
+    body_size = page.layout.body_font_size
+    titles = [h for h in page.layout.headings if h.tag == "h1"]
+    assert titles, "the issue has no h1 title"
+    assert all(h.font_size > body_size for h in titles), (titles, body_size)
+    smaller = []
+    for headline in outline_of(documents[document].text).headlines:
+        run = page.run_starting_with(headline)
+        assert run is not None, headline
+        if run.font_size <= body_size:
+            smaller.append(f"{run.font_size}px: {headline!r}")
+    assert not smaller, f"headlines not larger than the {body_size}px body text: {smaller}"
+
+
+@pytest.mark.parametrize("viewport", EMAIL_WIDTHS)
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_image_fits_its_column_and_keeps_its_shape(
+    seen: Callable[..., Snapshot], document: str, viewport: str
+) -> None:
+    layout = seen(document, viewport).layout
+    assert pictures_that_overflow(layout) == []
+    assert distorted_pictures(layout) == []
+
+
+@pytest.mark.parametrize("viewport", EMAIL_WIDTHS)
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_links_that_stand_alone_are_big_enough_to_tap(
+    seen: Callable[..., Snapshot], document: str, viewport: str
+) -> None:
+    layout = seen(document, viewport).layout
+    assert sum(link.standalone for link in layout.links) >= 3
+    assert small_tap_targets(layout) == []
+
+
+@pytest.mark.parametrize("viewport", EMAIL_WIDTHS)
+def test_email_footer_links_are_big_enough_to_tap(
+    seen: Callable[..., Snapshot], documents: dict[str, Document], viewport: str
+) -> None:
+    message = documents["email"].message
+    assert message is not None
+    header = re.search(r"<(https?://[^>]+)>", str(message["List-Unsubscribe"]))
+    assert header is not None
+    (unsubscribe,) = [
+        link for link in seen("email", viewport).layout.links if link.href == header.group(1)
+    ]
+    assert unsubscribe.standalone
+    assert unsubscribe.tap_height >= 24 and unsubscribe.tap_width >= 24, unsubscribe
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_link_goes_to_an_http_url_or_a_place_in_the_page(
+    seen: Callable[..., Snapshot], document: str
+) -> None:
     page = seen(document, "desktop")
     assert len(page.links) >= 3
-    not_http = [link for link in page.links if not re.match(r"https?://[^/\s]+", link.href)]
-    assert not_http == []
+    nowhere = [
+        link
+        for link in page.links
+        if not (re.match(r"https?://[^/\s]+", link.href) or link.is_in_page)
+    ]
+    assert nowhere == []
 
 
 def test_email_unsubscribe_link_is_the_readers_own_list_unsubscribe_url(

@@ -107,6 +107,15 @@ def test_body_is_plain_text_then_html_alternatives() -> None:
     assert message.get_body(("html", "plain")) is parts[1]
 
 
+def test_mime_version_is_declared_once_on_the_message_only() -> None:
+    # RFC 2045 §4: the top-level header; a repeat inside a body part looks hand-made to filters.
+    message, raw = parsed(outgoing())
+
+    assert message["MIME-Version"] == "1.0"
+    assert [p["MIME-Version"] for p in message.iter_parts()] == [None, None]
+    assert raw.count(b"MIME-Version:") == 1
+
+
 def test_long_body_lines_are_wrapped_within_the_quoted_printable_limit() -> None:
     # Rendered HTML often comes as one very long line; RFC 2045 caps encoded lines at 76.
     html = "<table>" + "<tr><td>Ünïcödé cell ✓</td></tr>" * 200 + "</table>"
