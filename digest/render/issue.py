@@ -20,7 +20,6 @@ from digest.render.markers import (
     PersonalTemplate,
     escape_html,
     keep_text,
-    marker,
     marker_nonce,
     marker_variables,
     split_markers,
@@ -101,12 +100,6 @@ def render_issue(
     source = render_source(issue, template=template, env=env, context=context)
     mjml_name = f"{template}.mjml.j2"
     compiled = compile_mjml(source.mjml, origin=mjml_name)
-    unsubscribe = marker(source.nonce, "unsubscribe_url")
-    for name, body in ((mjml_name, compiled.html), (f"{template}.txt.j2", source.text)):
-        if unsubscribe not in body:
-            raise RenderError(
-                f"{name}: has no {{{{ unsubscribe_url }}}} link; every digest needs one"
-            )
     size_bytes = len(compiled.html.encode("utf-8"))
     warnings = compiled.warnings
     if size_bytes > SIZE_BUDGET_BYTES:
@@ -114,7 +107,7 @@ def render_issue(
             f"{mjml_name}: html is {size_bytes} bytes, over the {SIZE_BUDGET_BYTES}-byte budget; "
             f"Gmail clips at ~{GMAIL_CLIP_BYTES} and hides the unsubscribe link",
         )
-    return RenderedIssue(
+    rendered = RenderedIssue(
         subject=source.subject,
         preheader=source.preheader,
         html=compiled.html,
@@ -123,6 +116,19 @@ def render_issue(
         nonce=source.nonce,
         warnings=warnings,
     )
+    require_field(rendered, "unsubscribe_url", template, why="every digest needs one")
+    return rendered
+
+
+def require_field(rendered: RenderedIssue, field: str, template: str, *, why: str) -> None:
+    """Refuse a render whose HTML or text part lacks the personal field `field` (a link)."""
+    parts = (
+        (f"{template}.mjml.j2", rendered.html_template),
+        (f"{template}.txt.j2", rendered.text_template),
+    )
+    for name, part in parts:
+        if field not in part.fields:
+            raise RenderError(f"{name}: has no {{{{ {field} }}}} link; {why}")
 
 
 def render_source(

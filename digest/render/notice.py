@@ -17,10 +17,11 @@ from digest.errors import RenderError
 from digest.render.issue import (
     RenderContext,
     RenderedIssue,
+    require_field,
     template_errors,
     template_variables,
 )
-from digest.render.markers import marker, marker_nonce, marker_variables
+from digest.render.markers import marker_nonce, marker_variables
 from digest.render.mjml import compile_mjml
 from digest.render.text import tidy_text
 
@@ -58,11 +59,7 @@ def render_notice(
     source = notice_source(notice, env=env, context=context, variables=variables)
     mjml_name = f"{notice}.mjml.j2"
     compiled = compile_mjml(source.mjml, origin=mjml_name)
-    required = marker(source.nonce, REQUIRED_LINK[notice])
-    for name, body in ((mjml_name, compiled.html), (f"{notice}.txt.j2", source.text)):
-        if required not in body:
-            raise RenderError(f"{name}: has no {{{{ {REQUIRED_LINK[notice]} }}}} link")
-    return RenderedIssue(
+    rendered = RenderedIssue(
         subject=source.subject,
         preheader=source.preheader,
         html=compiled.html,
@@ -71,6 +68,8 @@ def render_notice(
         nonce=source.nonce,
         warnings=compiled.warnings,
     )
+    require_field(rendered, REQUIRED_LINK[notice], notice, why=f"a {notice} email needs it")
+    return rendered
 
 
 def notice_source(

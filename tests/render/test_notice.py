@@ -99,3 +99,29 @@ def test_unknown_notice_and_a_notice_template_without_subject_are_refused(tmp_pa
     )
     with pytest.raises(RenderError, match=r"welcome.mjml.j2: sets no subject"):
         render_notice("welcome", env=template_environment(tmp_path), context=CONTEXT, variables={})
+
+
+def test_a_notice_template_without_its_link_is_refused(tmp_path: Path):
+    (tmp_path / "confirm.mjml.j2").write_text(
+        '{% set subject = "Confirm" %}<mjml><mj-body><mj-section><mj-column>'
+        "<mj-text>{{ email }}</mj-text></mj-column></mj-section></mj-body></mjml>",
+        encoding="utf-8",
+    )
+    with pytest.raises(RenderError, match=r"confirm.mjml.j2: has no \{\{ confirm_url \}\} link"):
+        rendered_with(template_environment(tmp_path), "confirm")
+
+
+def test_a_link_written_with_a_default_still_counts(tmp_path: Path):
+    source = (
+        '{% set subject = "Confirm" %}<mjml><mj-body><mj-section><mj-column><mj-text>'
+        '<a href="{{ personal("confirm_url", "https://digest.example.org") }}">go</a>'
+        "</mj-text></mj-column></mj-section></mj-body></mjml>"
+    )
+    (tmp_path / "confirm.mjml.j2").write_text(source, encoding="utf-8")
+    (tmp_path / "confirm.txt.j2").write_text("{{ confirm_url }}", encoding="utf-8")
+    html, _text = personalise(rendered_with(template_environment(tmp_path), "confirm"), VALUES)
+    assert VALUES["confirm_url"].replace("&", "&amp;") in html
+
+
+def rendered_with(env, notice: str):
+    return render_notice(notice, env=env, context=CONTEXT, variables=ABOUT[notice])
