@@ -63,10 +63,7 @@ def _referenced(text: str) -> str:
     if text.isascii() and "\\" not in text and text.isprintable():
         return text
     return "".join(
-        f"&#x{ord(char):x};"
-        if char == "\\" or _escaped_by_mrml(char)
-        else char
-        for char in text
+        f"&#x{ord(char):x};" if char == "\\" or _escaped_by_mrml(char) else char for char in text
     )
 
 
