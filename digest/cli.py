@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from digest.config import Settings, load_settings
 from digest.errors import DigestError
 from digest.store import Store
 from subscribers.service import SubscriberError
+
+if TYPE_CHECKING:
+    from digest.pipeline import PreviewFiles
 
 app = typer.Typer(
     help="Many sources in, one clean topic digest out, to every inbox, exactly once.",
@@ -412,12 +415,26 @@ def preview(
     topics: Annotated[
         str, typer.Option("--topics", help="Preview as a subscriber of these topics (a;b).")
     ] = "",
+    notice: Annotated[
+        str,
+        typer.Option(
+            "--notice",
+            help="Instead of an issue: the confirm, welcome or preferences-changed email.",
+        ),
+    ] = "",
+    digest_name: Annotated[
+        str | None, typer.Option("--digest", help="With --notice: whose list (default: first).")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Render an issue to files, exactly as a subscriber gets it."""
-    from digest.pipeline import preview_issue
+    """Render an issue to files, exactly as a subscriber gets it (or a notice, with --notice)."""
+    from digest.pipeline import preview_issue, preview_notice
 
     settings = settings_from(ctx)
+    if notice:
+        files = preview_notice(settings, notice, out, now=utc_now(), digest_name=digest_name)
+        _report_preview(files, {"notice": notice}, json_output=json_output)
+        return
     store = open_store(settings)
     issue_id = _issue_id(store, issue)
     loaded = store.load_issue(issue_id)
@@ -425,14 +442,18 @@ def preview(
         raise DigestError(f"issue {issue_id}: no such issue")
     chosen = [t.strip() for t in topics.split(";") if t.strip()]
     files = preview_issue(settings, loaded, out, now=utc_now(), topics=chosen)
+    _report_preview(files, {"issue_id": issue_id}, json_output=json_output)
+
+
+def _report_preview(files: PreviewFiles, what: dict[str, object], *, json_output: bool) -> None:
     if json_output:
         emit_json(
             {
-                "issue_id": issue_id,
+                **what,
                 "html": str(files.html),
                 "text": str(files.text),
                 "eml": str(files.eml),
-                "web": str(files.web),
+                **({"web": str(files.web)} if files.web else {}),
                 "size_bytes": files.size_bytes,
                 "warnings": list(files.warnings),
             }
@@ -442,7 +463,8 @@ def preview(
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     console.print(f"Preview ({files.size_bytes / 1024:.0f} KiB): [bold]{files.html}[/bold]")
     console.print(f"Plain text: {files.text}\nAs an email: {files.eml}")
-    console.print(f"Web version (served at /issues/{issue_id} once sent): {files.web}")
+    if files.web:
+        console.print(f"Web version (served at /issues/N once sent): {files.web}")
 
 
 @app.command()

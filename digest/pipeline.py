@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from digest.render.issue import (
     render_issue,
     render_web_version,
 )
+from digest.render.notice import render_notice
 from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience
@@ -249,9 +250,9 @@ class PreviewFiles:
     html: Path
     text: Path
     eml: Path
-    web: Path  # the issue's web version ("view in browser"), every section
     size_bytes: int
     warnings: tuple[str, ...]
+    web: Path | None = None  # the issue's web version ("view in browser"), every section
 
 
 def preview_issue(
@@ -289,6 +290,63 @@ def preview_issue(
         web=web_path,
         size_bytes=rendered.size_bytes,
         warnings=tuple(rendered.warnings),
+    )
+
+
+# How long a confirmation link works; the subscribe flow signs its tokens with the same limit.
+CONFIRM_LINK_HOURS = 48
+
+
+def preview_notice(
+    settings: Settings, notice: str, out: Path, *, now: datetime, digest_name: str | None = None
+) -> PreviewFiles:
+    """Write a transactional email (confirm, welcome, preferences-changed) as a new subscriber
+    of `digest_name` would get it, with example links: .html, .txt and .eml."""
+    digest = settings.digest(digest_name)
+    env = template_environment(settings.templates_dir, locale=digest.locale)
+    context = replace(
+        render_context(settings, Issue(digest.name, "", digest.title, now, ())), web_url=""
+    )
+    topics = tuple(topic.name for topic in digest.topics[:2])
+    variables = {
+        "list_title": digest.title,
+        "topics": topics,
+        "cadence": "weekly",
+        "expires_hours": CONFIRM_LINK_HOURS,
+    }
+    rendered = render_notice(notice, env=env, context=context, variables=variables)
+    sender = settings.file.mail.sender
+    example = f"{settings.base_url}/example-token"
+    html, text = personalise(
+        rendered,
+        {
+            "email": f"preview@{sender_domain(sender)}",
+            "name": "",
+            "unsubscribe_url": example,
+            "preferences_url": example,
+            "confirm_url": example,
+        },
+    )
+    message = OutgoingMessage(
+        delivery_id=notice,
+        to=f"preview@{sender_domain(sender)}",
+        sender=sender,
+        subject=rendered.subject,
+        html=html,
+        text=text,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / notice
+    html_path, text_path, eml_path = (stem.with_suffix(s) for s in (".html", ".txt", ".eml"))
+    html_path.write_text(html, encoding="utf-8")
+    text_path.write_text(text, encoding="utf-8")
+    eml_path.write_bytes(to_email_message(message, date=now).as_bytes())
+    return PreviewFiles(
+        html=html_path,
+        text=text_path,
+        eml=eml_path,
+        size_bytes=rendered.size_bytes,
+        warnings=rendered.warnings,
     )
 
 

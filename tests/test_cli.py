@@ -198,6 +198,14 @@ def test_step_by_step_commands_work_on_the_demo_folder(tmp_path: Path) -> None:
     assert Path(files["html"]).read_text().count("<html") == 1
     web = Path(files["web"]).read_text()
     assert "You are reading the web version" in web and "%%digest-" not in web
+    for notice in ("confirm", "welcome", "preferences-changed"):
+        shown = runner.invoke(app, [*config, "preview", "--notice", notice, "--out", str(out)])
+        assert shown.exit_code == 0, shown.stderr
+        assert (out / f"{notice}.eml").read_bytes().startswith(b"From: ")
+    confirm = (out / "confirm.txt").read_text()
+    assert "The link works for 48 hours." in confirm and "%%digest-" not in confirm
+    unknown = runner.invoke(app, [*config, "preview", "--notice", "goodbye"])
+    assert unknown.exit_code != 0 and "unknown notice 'goodbye'" in unknown.stderr
 
     sent = runner.invoke(app, [*config, "send", "1", "--json"])
     assert sent.exit_code == 0, sent.stderr
