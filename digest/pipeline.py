@@ -203,9 +203,13 @@ class MessageFactory:
         if issue.article_count == 0:
             return issue, None
         if key not in self._variants:
-            self._variants[key] = render_issue(
+            rendered = render_issue(
                 issue, template=self.digest.template, env=self.env, context=self.context
             )
+            for warning in rendered.warnings:  # e.g. over the size Gmail clips at
+                topics_shown = ", ".join(key) or "all topics"
+                log.warning("issue %s (%s): %s", self.issue.id, topics_shown, warning)
+            self._variants[key] = rendered
         return issue, self._variants[key]
 
     def personal_values(self, subscriber_id: int, email: str) -> dict[str, str]:

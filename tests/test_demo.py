@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import email
 import json
+import logging
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,10 +21,12 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
-from digest.pipeline import published_pages, send_issue
+from digest.models import Section
+from digest.pipeline import MessageFactory, published_pages, send_issue
 from digest.store import Store
 from digest.web.app import create_app
 from subscribers.service import audience
+from tests.render.sample_issue import sample_article
 
 UNSUBSCRIBE = re.compile(r"<(https?://[^>]+/u/([^>]+))>, <mailto:([^>]+)>")
 
@@ -226,3 +229,16 @@ def test_view_in_browser_opens_the_sent_issue_and_drafts_stay_private(demo: dict
         assert escape(section.articles[0].title) in page.text
     assert "celeste.marr" not in page.text and "/u/" not in page.text
     assert (hidden.status_code, unknown.status_code) == (404, 404)
+
+
+def test_a_variant_over_the_gmail_clip_is_logged_when_rendered(
+    demo: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
+    store = Store.open(settings.database_url)
+    issue = store.load_issue(demo["issue_id"])
+    assert issue is not None
+    huge = replace(issue, sections=(Section("Everything", tuple(map(sample_article, range(250)))),))
+    with caplog.at_level(logging.WARNING, logger="digest.pipeline"):
+        MessageFactory(settings, huge).variant(())
+    assert any("Gmail clips" in record.getMessage() for record in caplog.records)
