@@ -41,7 +41,12 @@ from digest.render.markers import escape_html, keep_text  # noqa: E402
 from digest.render.mjml import compile_mjml  # noqa: E402
 from subscribers.tokens import make_unsubscribe_token  # noqa: E402
 from tests.render.sample_issue import sample_issue  # noqa: E402
-from tests.render.test_oracle import ORACLE_DIR, OfficialCompiler, tokens  # noqa: E402
+from tests.render.test_oracle import (  # noqa: E402
+    ORACLE_DIR,
+    OfficialCompiler,
+    launch_official_compiler,
+    tokens,
+)
 
 CONTEXT = RenderContext(publication="Bench Digest", base_url="https://news.example.org")
 SENDER = "Bench Digest <digest@news.example.org>"
@@ -63,14 +68,7 @@ def start_official_compiler() -> subprocess.Popen[str]:
         sys.exit("bench_render: node and npm are needed for the official MJML compiler")
     if not (ORACLE_DIR / "node_modules" / "mjml").is_dir():
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ORACLE_DIR, check=True)
-    return subprocess.Popen(
-        [node, "compile.js"],
-        cwd=ORACLE_DIR,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
+    return launch_official_compiler(node)
 
 
 def bench_compilers(mjml: str, runs: int) -> None:

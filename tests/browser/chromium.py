@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
+# `pytestmark = BROWSER_TEST` in each browser test module: marked, and skipped without Chromium.
+BROWSER_TEST = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"
+    ),
+]
 # Headless, offline and quiet: no sandbox (we run as root), no GPU, no calls home.
 CHROMIUM_ARGS = [
     "--headless",

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from digest.cli import app
 from tests.browser.chromium import (
+    BROWSER_TEST,
     CHROMIUM,
     CHROMIUM_ARGS,
     Layout,
@@ -47,12 +48,7 @@ DOCUMENTS = ("preview", "email")
 # Email clients centre a column of about 600 px; wider lines are hard to read on a desktop.
 MAX_COLUMN_WIDTH = 640
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER_TEST
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is absent (pip install playwright)"
 )

@@ -28,6 +28,7 @@ from digest.render import (
     template_environment,
 )
 from tests.browser.chromium import (
+    BROWSER_TEST,
     CHROMIUM,
     CHROMIUM_ARGS,
     Layout,
@@ -50,12 +51,7 @@ LONG_TITLE = (LONG_WORD * 110)[:4985] + " and then words"
 OVERRIDDEN = "fdp.exe is ready"  # drawn as "ydaer si exe.pdf" if U+202E took effect
 OVERRIDE_SOURCE = "Override Check Source"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER_TEST
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is absent (pip install playwright)"
 )

@@ -77,6 +77,18 @@ class OfficialCompiler:
         return OfficialHtml(reply["html"], tuple(reply["errors"]), reply["ms"])
 
 
+def launch_official_compiler(node: str) -> subprocess.Popen[str]:
+    """`node compile.js` in the oracle folder: JSON lines in, JSON lines out."""
+    return subprocess.Popen(
+        [node, "compile.js"],
+        cwd=ORACLE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+
+
 @pytest.fixture(scope="module")
 def official() -> Iterator[OfficialCompiler]:
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -95,14 +107,7 @@ def official() -> Iterator[OfficialCompiler]:
             pytest.skip("npm ci took over 5 minutes (registry unreachable?)")
         if installed.returncode != 0:
             pytest.skip(f"npm ci failed (registry unreachable?): {installed.stderr[-300:]}")
-    with subprocess.Popen(
-        [node, "compile.js"],
-        cwd=ORACLE_DIR,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    ) as process:
+    with launch_official_compiler(node) as process:
         yield OfficialCompiler(process)
         assert process.stdin is not None
         process.stdin.close()
