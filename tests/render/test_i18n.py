@@ -5,6 +5,7 @@ from __future__ import annotations
 import gettext
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from babel.messages.pofile import read_po
 from jinja2.ext import babel_extract
 
 from digest.errors import RenderError
-from digest.render import template_environment
+from digest.render import RenderContext, personalise, render_issue, template_environment
 from digest.render.environment import I18N_EXTENSION, TRIMMED_TRANS, bundled_templates_dir
 from digest.render.i18n import (
     LOCALES_DIR,
@@ -27,30 +28,51 @@ from digest.render.i18n import (
     text_direction,
     translations,
 )
+from tests.render.sample_issue import sample_issue
 
 EXPECTED_LOCALES = {"ar", "de", "es", "fr", "he", "it", "ja", "nl", "pt"}
 EXTRACT_COMMAND = (
     "pybabel extract -F digest/locales/babel.cfg -o digest/locales/digest.pot templates"
 )
+UPDATE_COMMAND = (
+    "pybabel update -i digest/locales/digest.pot -d digest/locales -D digest --ignore-obsolete"
+)
 # printf-style conversions: %(name)s, %s, %d and the escaped %%
 PLACEHOLDER = re.compile(r"%(?:\(\w+\))?[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa%]")
+
+# Punctuation written after a translated label in a template, outside its message: `}}:`
+PUNCTUATION_OUTSIDE_MESSAGE = re.compile(
+    r"(?:_\(.*?\)\s*\}\}|\{%-?\s*endtrans\s*-?%\})[ \t]*[:;!?]"
+)
+# French sets a (narrow) no-break space before these marks: "Thèmes : …".
+FRENCH_SPACED_MARK = re.compile(r"(?<![\u00a0\u202f])[:;!?]")
 
 MessageKey = tuple[str | tuple[str, ...], str | None]  # (msgid or (singular, plural), context)
 
 
-def template_messages(templates: Path) -> dict[MessageKey, str]:
-    """What pybabel extracts from `templates` with our babel.cfg, each with where it was found."""
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """One template message: its first "template:line", and its TRANSLATORS: notes."""
+
+    where: str
+    notes: tuple[str, ...]
+
+
+def template_messages(templates: Path) -> dict[MessageKey, Extracted]:
+    """What pybabel extracts from `templates` with our babel.cfg, notes merged like pybabel's."""
     with (LOCALES_DIR / "babel.cfg").open(encoding="utf-8") as config:
         method_map, options_map = parse_mapping_cfg(config)
     assert {method for _, method in method_map} == {"jinja2"}, method_map
     jinja_map = [(pattern, babel_extract) for pattern, _ in method_map]
-    found: dict[MessageKey, str] = {}
-    for filename, lineno, message, _comments, context in extract_from_dir(
+    found: dict[MessageKey, Extracted] = {}
+    for filename, lineno, message, comments, context in extract_from_dir(
         str(templates),
         jinja_map,
         options_map,  # type: ignore[arg-type]
     ):
-        found.setdefault((message, context), f"{filename}:{lineno}")
+        seen = found.get((message, context), Extracted(f"{filename}:{lineno}", ()))
+        notes = seen.notes + tuple(note for note in comments if note not in seen.notes)
+        found[(message, context)] = Extracted(seen.where, notes)
     return found
 
 
@@ -66,6 +88,16 @@ def catalog_entries(catalog: Catalog) -> Iterator[Message]:
     return (message for message in catalog if message.id)
 
 
+def translated_forms(catalog: Catalog) -> list[str]:
+    """Every translation in `catalog`, each plural form on its own."""
+    return [
+        form
+        for message in catalog_entries(catalog)
+        for form in (message.string if message.pluralizable else [message.string])
+        if form
+    ]
+
+
 def placeholders(text: str) -> list[str]:
     return sorted(PLACEHOLDER.findall(text))
 
@@ -77,6 +109,12 @@ def describe(key: MessageKey) -> str:
 
 def test_the_bundled_templates_hold_translatable_strings():
     assert len(BUNDLED_MESSAGES) >= 10, BUNDLED_MESSAGES
+
+
+def test_extraction_collects_the_translators_notes():
+    # babel.cfg's add_comments: without it the notes never reach a catalog
+    assert "when the reader gave none" in " ".join(BUNDLED_MESSAGES[("there", None)].notes)
+    assert BUNDLED_MESSAGES[("No. %(number)s", None)].notes
 
 
 def test_extraction_reads_templates_the_way_the_environment_renders_them():
@@ -106,11 +144,58 @@ def test_the_committed_template_catalog_matches_the_templates():
     )
 
 
+def test_the_template_catalog_carries_the_templates_translator_notes():
+    pot = read_catalog(LOCALES_DIR / "digest.pot")
+    differ = [
+        f"{describe(key)}: {pot.get(*key).auto_comments} in digest.pot, {extracted.notes} in "
+        f"{extracted.where}"
+        for key, extracted in BUNDLED_MESSAGES.items()
+        if pot.get(*key) is not None and tuple(pot.get(*key).auto_comments) != extracted.notes
+    ]
+    assert not differ, f"run `{EXTRACT_COMMAND}`: " + "; ".join(differ)
+
+
+@pytest.mark.parametrize("locale", available_locales())
+def test_catalogs_carry_the_translator_notes_of_the_template_catalog(locale):
+    pot = read_catalog(LOCALES_DIR / "digest.pot")
+    catalog = read_catalog(catalog_path(locale), locale)
+    differ = [
+        repr(message.id)
+        for message in catalog_entries(pot)
+        if (ours := catalog.get(message.id, context=message.context)) is not None
+        and ours.auto_comments != message.auto_comments
+    ]
+    assert not differ, f"{locale}: run `{UPDATE_COMMAND}`; notes differ for " + ", ".join(differ)
+
+
+def test_plain_text_templates_keep_punctuation_inside_the_message():
+    # "Unsubscribe: %(url)s" lets French write " :" and Japanese "：", `_("Unsubscribe") }}:` not
+    outside = [
+        f"{template.name}:{number}: {line.strip()}"
+        for template in sorted(bundled_templates_dir().glob("*.j2"))
+        for number, line in enumerate(template.read_text(encoding="utf-8").splitlines(), 1)
+        if PUNCTUATION_OUTSIDE_MESSAGE.search(line)
+    ]
+    assert not outside, outside
+
+
+def test_french_translations_put_a_no_break_space_before_colons():
+    forms = translated_forms(read_catalog(catalog_path("fr"), "fr"))
+    assert any(":" in form for form in forms)
+    assert not [form for form in forms if FRENCH_SPACED_MARK.search(form)]
+
+
+def test_japanese_translations_use_the_full_width_colon():
+    forms = translated_forms(read_catalog(catalog_path("ja"), "ja"))
+    assert any("：" in form for form in forms)
+    assert not [form for form in forms if ":" in form]
+
+
 @pytest.mark.parametrize("locale", available_locales())
 def test_every_template_string_is_translated(locale):
     catalog = read_catalog(catalog_path(locale), locale)
     untranslated = []
-    for (msgid, context), where in BUNDLED_MESSAGES.items():
+    for (msgid, context), extracted in BUNDLED_MESSAGES.items():
         message = catalog.get(msgid, context=context)
         strings = message.string if message is not None else ""
         if (
@@ -118,7 +203,7 @@ def test_every_template_string_is_translated(locale):
             or message.fuzzy
             or not all(strings if message.pluralizable else [strings])
         ):
-            untranslated.append(f"{msgid!r} ({where})")
+            untranslated.append(f"{msgid!r} ({extracted.where})")
     assert not untranslated, f"{locale}: no translation for " + "; ".join(untranslated)
 
 
@@ -220,3 +305,31 @@ def test_a_template_renders_in_german(tmp_path):
     )
     html = template_environment(tmp_path, locale="de").get_template("x.html.j2").render()
     assert html == "Abmelden · Abmelden"
+
+
+@pytest.mark.parametrize(
+    ("locale", "heading", "unsubscribe", "view"),
+    [
+        ("fr", "Dans ce numéro\u00a0:", "Se désabonner\u00a0: ", "Voir dans le navigateur\u00a0: "),
+        ("ja", "今号の内容：", "配信停止：", "ブラウザで表示："),
+        ("en", "In this issue:", "Unsubscribe: ", "View in browser: "),
+    ],
+)
+def test_plain_text_labels_carry_their_languages_colon(locale, heading, unsubscribe, view):
+    context = RenderContext(
+        "Demo", "https://d.example", locale=locale, web_url="https://d.example/issues/7"
+    )
+    rendered = render_issue(
+        sample_issue(12),
+        template="digest",
+        env=template_environment(locale=locale),
+        context=context,
+    )
+    unsubscribe_url = "https://d.example/unsubscribe?t=abc&list=demo"
+    _, text = personalise(
+        rendered, {"email": "ada@example.com", "unsubscribe_url": unsubscribe_url}
+    )
+    lines = text.splitlines()
+    assert heading in lines
+    assert unsubscribe + unsubscribe_url in lines
+    assert view + "https://d.example/issues/7" in lines
