@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -33,6 +34,14 @@ HEADLINE_MAX_CHARACTERS = 200
 WORDS_PER_MINUTE = 230
 CJK_CHARACTERS_PER_MINUTE = 500
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+# Text that breaks between characters: CJK ideographs and kana, their punctuation and
+# full-width forms. (Korean breaks at spaces, like English, so Hangul is not in this set.)
+_WIDE = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_WIDE_TEXT = re.compile(f"[{_WIDE}]")
+_WRAP_TOKENS = re.compile(f"[{_WIDE}]| |[^ {_WIDE}]+")
+_NO_LINE_START = frozenset(
+    "、。，．・：；？！」』）〕】〉》ー々ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶ,.:;?!)]}"
+)
 
 
 def format_day(value: date | datetime, *, locale: str, timezone: str, style: str = "long") -> str:
@@ -151,15 +160,44 @@ def wrap(text: str, width: int = 78, indent: str = "", first: str | None = None)
     """Plain text filled to `width` columns; long URLs stay whole rather than being broken.
 
     No-break spaces stay (French puts one before ":"), so a line never starts with the ":".
+    Chinese, Japanese and Korean break between characters, which count two columns each.
     """
-    return textwrap.fill(
-        _ASCII_WHITESPACE.sub(" ", text).strip(),
-        width=width,
-        initial_indent=indent if first is None else first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    text = _ASCII_WHITESPACE.sub(" ", text).strip()
+    first_indent = indent if first is None else first
+    if not _WIDE_TEXT.search(text):
+        return textwrap.fill(
+            text,
+            width=width,
+            initial_indent=first_indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return _wrap_wide(text, width, first_indent, indent)
+
+
+def _wrap_wide(text: str, width: int, first_indent: str, indent: str) -> str:
+    """Greedy fill where each CJK character is a place to break; a line never starts with
+    closing punctuation (。、」 …), which stays on the line before."""
+    lines: list[str] = []
+    line, used = first_indent, _columns(first_indent)
+    for token in _WRAP_TOKENS.findall(text):
+        size = _columns(token)
+        at_start = line.strip() == ""
+        if token == " ":
+            if not at_start:
+                line, used = line + token, used + size
+            continue
+        if used + size > width and not at_start and token not in _NO_LINE_START:
+            lines.append(line.rstrip())
+            line, used = indent, _columns(indent)
+        line, used = line + token, used + size
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _columns(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 FILTERS: dict[str, Any] = {

@@ -147,3 +147,23 @@ def test_number_filter_groups_digits_the_locale_s_way():
     assert render(n=1234567, locale="en") == "1,234,567"
     assert render(n=1234567, locale="de") == "1.234.567"
     assert render(n=1234567, locale="fr").replace("\u202f", " ") == "1 234 567"
+
+
+def test_wrap_breaks_japanese_between_characters_counting_two_columns_each():
+    text = (
+        "確認リンクの有効期限は48時間です。お心当たりがない場合は、このメールを無視してください。"
+    )
+    lines = wrap(text, 30, indent="  ").split("\n")
+    assert len(lines) > 1 and "".join(line.strip() for line in lines) == text
+    widths = [sum(2 if ord(char) > 0x2FFF else 1 for char in line) for line in lines]
+    # Closing punctuation never starts a line: it hangs at the end of the one before, the only
+    # way a line may pass the width.
+    assert all(w <= 30 or line[-1] in "、。" for w, line in zip(widths, lines, strict=True))
+    assert max(widths) <= 32
+    assert not any(line.strip()[0] in "、。" for line in lines)
+
+
+def test_wrap_keeps_a_url_whole_inside_japanese_text():
+    url = "https://digest.example.org/confirm/" + "a" * 40
+    lines = wrap(f"こちらをクリックしてください {url} 以上です。", 40).split("\n")
+    assert url in lines
