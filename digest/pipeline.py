@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -119,9 +119,10 @@ def web_version_url(base_url: str, issue_id: int) -> str:
     return f"{base_url}/issues/{issue_id}"
 
 
-def render_context(settings: Settings, issue: Issue) -> RenderContext:
-    """What the templates know about this publication and this issue besides its articles."""
-    digest = settings.digest(issue.digest)
+def render_context(
+    settings: Settings, digest: DigestConfig, issue_id: int | None = None
+) -> RenderContext:
+    """What the templates know about the publication, and the web address of issue `issue_id`."""
     return RenderContext(
         publication=settings.file.name,
         base_url=settings.base_url,
@@ -129,7 +130,7 @@ def render_context(settings: Settings, issue: Issue) -> RenderContext:
         timezone=digest.timezone,
         logo_url=settings.file.logo,
         postal_address=settings.file.postal_address,
-        web_url=web_version_url(settings.base_url, issue.id) if issue.id is not None else "",
+        web_url=web_version_url(settings.base_url, issue_id) if issue_id is not None else "",
         images=digest.images,
     )
 
@@ -141,7 +142,7 @@ def web_version(settings: Settings, issue: Issue) -> str:
         issue,
         template=digest.template,
         env=template_environment(settings.templates_dir, locale=digest.locale),
-        context=render_context(settings, issue),
+        context=render_context(settings, digest, issue.id),
     )
 
 
@@ -193,7 +194,7 @@ class MessageFactory:
         self.domain = sender_domain(self.sender)
         self.secret = settings.require_secret_key()
         self.env = template_environment(settings.templates_dir, locale=self.digest.locale)
-        self.context = render_context(settings, issue)
+        self.context = render_context(settings, self.digest, issue.id)
         self._variants: dict[tuple[str, ...], RenderedIssue] = {}
 
     def variant(self, topics: Sequence[str]) -> tuple[Issue, RenderedIssue | None]:
@@ -308,9 +309,7 @@ def preview_notice(
     of `digest_name` would get it, with example links: .html, .txt and .eml."""
     digest = settings.digest(digest_name)
     env = template_environment(settings.templates_dir, locale=digest.locale)
-    context = replace(
-        render_context(settings, Issue(digest.name, "", digest.title, now, ())), web_url=""
-    )
+    context = render_context(settings, digest)
     topics = tuple(topic.name for topic in digest.topics[:2])
     variables = {
         "list_title": digest.title,
