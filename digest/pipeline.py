@@ -37,6 +37,7 @@ from digest.embeddings import require_embedder
 from digest.errors import ConfigError, DigestError, NothingNew
 from digest.ingest.dedupe import dedupe
 from digest.models import Issue, OutgoingMessage
+from digest.notices import PREFERENCES_PATH, UNSUBSCRIBE_PATH, NoticeMailer, NoticeRecipient
 from digest.render.environment import template_environment
 from digest.render.issue import (
     RenderContext,
@@ -45,11 +46,10 @@ from digest.render.issue import (
     render_issue,
     render_web_version,
 )
-from digest.render.notice import render_notice
 from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience
-from subscribers.tokens import make_unsubscribe_token
+from subscribers.tokens import make_preferences_token, make_unsubscribe_token
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def render_context(
         postal_address=settings.file.postal_address,
         web_url=web_version_url(settings.base_url, issue_id) if issue_id is not None else "",
         images=digest.images,
+        show_preferences=True,  # `digest serve` answers the preferences links
     )
 
 
@@ -214,10 +215,13 @@ class MessageFactory:
         return issue, self._variants[key]
 
     def personal_values(self, subscriber_id: int, email: str) -> dict[str, str]:
-        token = make_unsubscribe_token(self.secret, subscriber_id, self.digest.list_name)
+        list_name = self.digest.list_name
+        token = make_unsubscribe_token(self.secret, subscriber_id, list_name)
+        preferences = make_preferences_token(self.secret, subscriber_id, list_name, email)
+        base = self.settings.base_url
         return {
-            "unsubscribe_url": f"{self.settings.base_url}/u/{token}",
-            "preferences_url": f"{self.settings.base_url}/u/{token}",
+            "unsubscribe_url": base + UNSUBSCRIBE_PATH.format(token=token),
+            "preferences_url": base + PREFERENCES_PATH.format(token=preferences),
             "email": email,
             "name": "",
             "token": token,
@@ -298,52 +302,28 @@ def preview_issue(
     )
 
 
-# How long a confirmation link works; the subscribe flow signs its tokens with the same limit.
-CONFIRM_LINK_HOURS = 48
-
-
 def preview_notice(
     settings: Settings, notice: str, out: Path, *, now: datetime, digest_name: str | None = None
 ) -> PreviewFiles:
     """Write a transactional email (confirm, welcome, preferences-changed) as a new subscriber
-    of `digest_name` would get it, with example links: .html, .txt and .eml."""
+    of `digest_name`'s list would get it, with working links for a subscriber 0: .html, .txt,
+    .eml."""
     digest = settings.digest(digest_name)
-    env = template_environment(settings.templates_dir, locale=digest.locale)
-    context = render_context(settings, digest)
-    topics = tuple(topic.name for topic in digest.topics[:2])
-    variables = {
-        "list_title": digest.title,
-        "topics": topics,
-        "cadence": "weekly",
-        "expires_hours": CONFIRM_LINK_HOURS,
-    }
-    rendered = render_notice(notice, env=env, context=context, variables=variables)
-    sender = settings.file.mail.sender
-    example = f"{settings.base_url}/example-token"
-    html, text = personalise(
-        rendered,
-        {
-            "email": f"preview@{sender_domain(sender)}",
-            "name": "",
-            "unsubscribe_url": example,
-            "preferences_url": example,
-            "confirm_url": example,
-        },
+    mailer = NoticeMailer(settings)
+    recipient = NoticeRecipient(
+        subscriber_id=0,
+        email=f"preview@{mailer.domain}",
+        list_name=digest.list_name,
+        topics=tuple(topic.name for topic in digest.topics[:2]),
     )
-    message = OutgoingMessage(
-        delivery_id=notice,
-        to=f"preview@{sender_domain(sender)}",
-        sender=sender,
-        subject=rendered.subject,
-        html=html,
-        text=text,
-    )
+    message = mailer.message(notice, recipient, now=now)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / notice
     html_path, text_path, eml_path = (stem.with_suffix(s) for s in (".html", ".txt", ".eml"))
-    html_path.write_text(html, encoding="utf-8")
-    text_path.write_text(text, encoding="utf-8")
+    html_path.write_text(message.html, encoding="utf-8")
+    text_path.write_text(message.text, encoding="utf-8")
     eml_path.write_bytes(to_email_message(message, date=now).as_bytes())
+    rendered = mailer.rendered(notice, recipient)
     return PreviewFiles(
         html=html_path,
         text=text_path,

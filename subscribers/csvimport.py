@@ -1,149 +1,132 @@
-"""CSV import: each row becomes a subscriber of one list; a bad row is reported, never fatal.
+"""CSV import: stream a file of people onto one list, reporting every row it leaves out.
 
-The header row names the columns (any order, any case): `email` is required, `name` and
-`topics` (names separated by ';') are optional; other columns are ignored. Without a `topics`
-column an existing subscriber keeps their topic choice; an empty cell means every topic.
-An import never re-subscribes someone who unsubscribed from the list: that row is rejected.
+Columns and row checks are in `subscribers.csvrows`, the batched writes in
+`subscribers.importbatch`. A row is checked whole before anything is written, and its writes
+are atomic. An import never re-activates an address that is
+suppressed or unsubscribed: those rows are counted, not imported. Imported rows become active
+with the operator's consent note logged, or, with double opt-in, pending until the person
+confirms. Without a topics, name or cadence column an existing subscriber keeps theirs.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
 
 from subscribers import service
-from subscribers.models import ImportReport
+from subscribers.checks import utc
+from subscribers.csvrows import ImportRow, RowRejected, map_columns, numbered_records, read_row
+from subscribers.importbatch import ImportPlan, Outcome, PendingConfirmation, RowsRead, write_rows
 from subscribers.service import SubscriberError
 
-_TOPIC_SEP = ";"
+__all__ = ["BATCH_SIZE", "ImportReport", "PendingConfirmation", "import_csv"]
+
+# Rows are checked one by one and written in batches: one savepoint and a few statements per
+# batch instead of per row. 1000 keeps each IN (...) list well under every driver's limit.
+BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
-    email: str
-    name: str
-    topics: tuple[str, ...] | None  # None: the file has no topics column
+class ImportReport:
+    """What an import did, row by row.
 
+    `imported` counts rows whose person is now on the list (active, or pending with double
+    opt-in), `added` those of them who were not on it before. `duplicates` counts rows that
+    repeat an earlier address (each is also in `rejected`, as (line, reason)); `suppressed`
+    and `unsubscribed` count rows left alone because the address must not be mailed or has
+    left. `pending` lists whom a confirmation email is owed.
+    """
 
-class _Rejected(SubscriberError):
-    """A row left out; the message is the reason shown to the operator."""
+    imported: int
+    added: int
+    duplicates: int
+    suppressed: int
+    unsubscribed: int
+    rejected: tuple[tuple[int, str], ...]
+    pending: tuple[PendingConfirmation, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "rejected": [{"line": line, "reason": reason} for line, reason in self.rejected],
+            "added": self.added,
+            "pending": len(self.pending),
+            "suppressed": self.suppressed,
+            "unsubscribed": self.unsubscribed,
+        }
 
 
 def import_csv(
     conn: Connection,
-    text: str,
+    source: str | Iterable[str],
     *,
     list_name: str,
-    consent: str,
+    consent: str = "",
+    double_opt_in: bool = False,
+    columns: Mapping[str, str] | None = None,
     topics_known: Sequence[str] | None = None,
     now: datetime,
+    on_batch: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Add or update everyone in `text` on `list_name`, logging `consent` for each one.
+    """Put everyone in `source` on `list_name`; a bad row is reported, never fatal.
 
-    With `topics_known`, topic names are matched case-insensitively against it and an unknown
-    one rejects the row. Raises SubscriberError only for a problem with the whole file (no
-    `email` column), an unknown list or an empty consent note.
+    `source` is the file's text, or its lines (a file opened with newline=""), read once.
+    `consent` is how these people agreed (logged for each); `double_opt_in` instead leaves
+    them pending. `columns` maps fields to headers; with `topics_known`, an unknown topic
+    rejects the row. Raises SubscriberError only for the whole file: no email column, an
+    unknown list or column, no consent and no double opt-in. `on_batch` gets the number of
+    records read each time a batch is written.
     """
-    note = service.require_consent(consent)
-    target = service.require_list(conn, list_name)
+    if double_opt_in and consent.strip():
+        raise SubscriberError("choose a consent note or double opt-in, not both")
+    plan = ImportPlan(
+        list_id=service.require_list(conn, list_name),
+        list_name=list_name,
+        double_opt_in=double_opt_in,
+        note="" if double_opt_in else service.require_consent(consent),
+        at=utc(now),
+    )
     known = None if topics_known is None else {t.strip().lower(): t.strip() for t in topics_known}
-    lines = _numbered_rows(text)
-    columns = _read_header(lines)
-    added = updated = 0
+    records = numbered_records(source)
+    header = next(records, None)
+    if header is None or not isinstance(header[1], list):
+        raise SubscriberError("the CSV has no header row (it needs at least an email column)")
+    mapping = map_columns(header[1], columns or {})
+    totals = Outcome()
     rejected: list[tuple[int, str]] = []
-    first_seen: dict[str, int] = {}
-    for line, fields in lines:
+    seen = RowsRead(conn)
+    batch: list[ImportRow] = []
+    read = 0
+
+    def write_batch() -> None:
+        totals.add(write_rows(conn, seen.keep_first(batch, rejected), plan))
+        batch.clear()
+        if on_batch is not None:
+            on_batch(read)
+
+    for record in records:
+        read += 1
         try:
-            if isinstance(fields, csv.Error):
-                raise _Rejected(f"unreadable CSV: {fields}")
-            if not any(field.strip() for field in fields):
-                continue
-            row = _parse_row(fields, columns, known)
-            if row.email in first_seen:
-                raise _Rejected(f"{row.email} repeats line {first_seen[row.email]}")
-            first_seen[row.email] = line
-            if service.subscription_status(conn, row.email, target) == "unsubscribed":
-                raise _Rejected(
-                    f"{row.email} unsubscribed from {list_name}; an import does not re-subscribe"
-                )
-            _, is_new = service.enrol(
-                conn,
-                row.email,
-                list_id=target,
-                name=row.name,
-                topics=row.topics,
-                action="imported",
-                note=note,
-                now=now,
-            )
-        except SubscriberError as error:
-            rejected.append((line, str(error)))
+            row = read_row(record, mapping, known)
+        except RowRejected as error:
+            rejected.append((record[0], str(error)))
             continue
-        if is_new:
-            added += 1
-        else:
-            updated += 1
-    return ImportReport(added=added, updated=updated, rejected=tuple(rejected))
-
-
-def _numbered_rows(text: str) -> Iterator[tuple[int, list[str] | csv.Error]]:
-    """(first line number, fields) per record; a quoted field may span several lines."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            yield start, error
-            continue
-        yield start, fields
-
-
-def _read_header(lines: Iterator[tuple[int, list[str] | csv.Error]]) -> dict[str, int]:
-    """Column name (lower-case) → index; the first occurrence of a name wins."""
-    first = next(lines, None)
-    if first is None or isinstance(first[1], csv.Error):
-        raise SubscriberError("the CSV has no header row (it needs at least an 'email' column)")
-    columns: dict[str, int] = {}
-    for index, title in enumerate(first[1]):
-        columns.setdefault(title.strip().lower(), index)
-    if "email" not in columns:
-        found = ", ".join(repr(title) for title in first[1])
-        raise SubscriberError(f"the CSV header has no 'email' column (found: {found})")
-    return columns
-
-
-def _parse_row(
-    fields: list[str], columns: Mapping[str, int], known: Mapping[str, str] | None
-) -> _Row:
-    if len(fields) > len(columns) and any(field.strip() for field in fields[len(columns) :]):
-        raise _Rejected(f"{len(fields)} fields but the header has {len(columns)}")
-
-    def cell(column: str) -> str:
-        index = columns.get(column)
-        return fields[index].strip() if index is not None and index < len(fields) else ""
-
-    if not cell("email"):
-        raise _Rejected("the email cell is empty")
-    email = service.normalise_email(cell("email"))
-    topics = None
-    if "topics" in columns:
-        topics = service.clean_topics(cell("topics").split(_TOPIC_SEP))
-        if known is not None:
-            topics = tuple(_known_topic(name, known) for name in topics)
-    return _Row(email=email, name=" ".join(cell("name").split()), topics=topics)
-
-
-def _known_topic(name: str, known: Mapping[str, str]) -> str:
-    canonical = known.get(name.lower())
-    if canonical is None:
-        choices = ", ".join(sorted(known.values())) or "none"
-        raise _Rejected(f"unknown topic {name!r} (known: {choices})")
-    return canonical
+        if row is not None:
+            batch.append(row)
+        if len(batch) == BATCH_SIZE:
+            write_batch()
+    write_batch()
+    seen.drop()
+    return ImportReport(
+        imported=totals.imported,
+        added=totals.added,
+        duplicates=seen.duplicates,
+        suppressed=totals.suppressed,
+        unsubscribed=totals.unsubscribed,
+        rejected=tuple(sorted(rejected + totals.refused)),
+        pending=tuple(totals.pending),
+    )

@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+# What a person is, as far as mailing them goes. Only "active" people are sent issues.
+PERSON_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+# What one subscription is; "pending" waits for the person to confirm it.
+SUBSCRIPTION_STATUSES = ("pending", "active", "unsubscribed")
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """What is logged with a consent event: where it happened, what the person saw, who asked.
+
+    `source` names the form or channel ("subscribe-form", "preferences-page", "import"),
+    `wording` is the consent text shown, `ip` and `user_agent` identify the request.
+    """
+
+    source: str
+    wording: str = ""
+    ip: str = ""
+    user_agent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Subscriber:
-    """A person. `email` is normalised (IDN-decoded, lower-case); `status` is active | blocked."""
+    """A person. `email` is normalised (IDN-decoded, lower-case); `status` is a PERSON_STATUSES."""
 
     id: int
     email: str
     name: str
     status: str
     created: datetime
+    attributes: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeOutcome:
+    """What a subscribe request did; `confirm_needed` says whether to send a confirmation."""
+
+    subscriber_id: int
+    email: str
+    list_name: str
+    confirm_needed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +60,32 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """One person's membership of one list, as the unsubscribe pages show it."""
+    """One person's membership of one list, as the public pages show it.
+
+    `cadence` is one of service.FREQUENCIES ("paused" receives nothing); empty `topics` means
+    every topic; `name` is the person's.
+    """
 
     subscriber_id: int
     email: str
     list_name: str
     list_title: str
     topics: tuple[str, ...]
-    status: str  # active | unsubscribed
+    status: str  # pending | active | unsubscribed
+    cadence: str = "weekly"
+    name: str = ""
 
     @property
     def is_active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == "pending"
+
+    @property
+    def is_paused(self) -> bool:
+        return self.cadence == "paused"
 
     @property
     def list_label(self) -> str:
@@ -49,24 +94,12 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What a CSV import did.
-
-    `added` counts people newly put on the list, `updated` people already on it whose details
-    were refreshed; `rejected` holds (line number, one-line reason) for rows left out.
-    """
-
-    added: int
-    updated: int
-    rejected: tuple[tuple[int, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
 class SubscriberRow:
     """One line of a subscriber listing: a person on a list (`list` is "" for no list).
 
-    `status` is the most telling state: blocked or suppressed when the person is, otherwise the
-    subscription's own (active | unsubscribed), or "none" for a person on no list.
+    `status` is the most telling state: the person's own when it is not active (pending,
+    unsubscribed, bounced, complained), "suppressed" when the address is on the do-not-mail
+    list, otherwise the subscription's (pending | active | unsubscribed), or "none".
     """
 
     email: str
@@ -74,3 +107,5 @@ class SubscriberRow:
     list: str
     topics: tuple[str, ...]
     status: str
+    cadence: str = ""  # one of service.FREQUENCIES; "" for a person on no list
+    attributes: dict[str, Any] = field(default_factory=dict, hash=False)

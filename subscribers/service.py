@@ -3,85 +3,222 @@
 Every function takes a SQLAlchemy `Connection` whose transaction the caller owns, and an aware
 `now` when it writes. Addresses are stored normalised (see `normalise_email`), so uniqueness is
 case-insensitive. Errors the user can act on are `SubscriberError`s with a one-line message.
+
+The rules that make consent provable and an unsubscribe stick:
+- Only active people with an active subscription and an unsuppressed address are mailed.
+- A public request (`subscribe`) only ever makes a subscription pending; the person's own
+  `confirm` makes it active, and is also the one way back for a suppressed or unsubscribed
+  address. An operator (`add_subscriber`, the CSV import) cannot bring such an address back
+  unless they say the person consented again (`reactivate=True`).
+- Every change is logged in `consent_events` with its source, wording, IP and user agent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection
 
-from subscribers.models import Recipient, Subscriber, SubscriberRow, Subscription
+from subscribers.checks import (
+    FREQUENCIES,
+    MAX_ATTRIBUTES_JSON,
+    MAX_IP,
+    MAX_LIST_NAME,
+    MAX_NAME,
+    MAX_SOURCE,
+    MAX_USER_AGENT,
+    aware,
+    clean_attributes,
+    clean_consent,
+    clean_topics,
+    normalise_email,
+    one_line,
+    require_consent,
+    require_frequency,
+    utc,
+)
+from subscribers.enrolment import WITHDRAWN, enrol, enrol_address
+from subscribers.errors import (
+    ConsentWithdrawn,
+    InvalidEmail,
+    InvalidToken,
+    SubscriberError,
+    UnknownList,
+)
+from subscribers.models import Consent, SubscribeOutcome, Subscriber, Subscription
+from subscribers.records import (
+    audience_for,
+    consent_log,
+    ensure_list,
+    find_person,
+    find_subscription,
+    insert_if_absent,
+    is_suppressed,
+    lift_suppression,
+    list_subscribers,
+    mark_unsubscribed_if_on_no_list,
+    record_consent,
+    require_list,
+    set_person_status,
+    subscription_row,
+    subscription_status,
+    subscriptions_of,
+)
 from subscribers.tables import consent_events, lists, subscribers, subscriptions, suppressions
 
-# Column widths from subscribers.tables; checked here so a long value is a clear error, not a
-# database error that aborts the caller's whole transaction on PostgreSQL.
-MAX_LIST_NAME = 100
-MAX_NAME = 200
-# How often someone wants a list's issues: every issue, only the daily or weekly digest, none.
-FREQUENCIES = ("each", "daily", "weekly", "paused")
+# What callers use from here; the checks and lookups live in subscribers.checks and .records.
+__all__ = [
+    "FREQUENCIES",
+    "MAX_ATTRIBUTES_JSON",
+    "MAX_IP",
+    "MAX_LIST_NAME",
+    "MAX_NAME",
+    "MAX_SOURCE",
+    "MAX_USER_AGENT",
+    "WITHDRAWN",
+    "ConsentWithdrawn",
+    "InvalidEmail",
+    "InvalidToken",
+    "SubscriberError",
+    "UnknownList",
+    "add_subscriber",
+    "audience",
+    "audience_for",
+    "clean_attributes",
+    "clean_consent",
+    "clean_topics",
+    "confirm",
+    "enrol",
+    "ensure_list",
+    "export_person",
+    "find_person",
+    "find_subscription",
+    "forget_person",
+    "is_suppressed",
+    "list_subscribers",
+    "normalise_email",
+    "remove_subscriber",
+    "require_consent",
+    "require_frequency",
+    "require_list",
+    "set_preferences",
+    "subscribe",
+    "subscription_status",
+    "subscriptions_of",
+    "suppress",
+    "unsubscribe",
+    "unsubscribe_all",
+]
+
+# What a suppression reason says about the person; other reasons (manual, erased) mean
+# "unsubscribed". Only a bounce leaves subscriptions as they were: the person did not object.
+_STATUS_FOR_REASON = {"bounce": "bounced", "spamreport": "complained", "complaint": "complained"}
+# The name the pipeline has always used.
+audience = audience_for
 
 
-class SubscriberError(Exception):
-    """A problem the user can act on; its message is one line."""
+# --- joining ---------------------------------------------------------------------------------
 
 
-class InvalidEmail(SubscriberError):
-    pass
+def subscribe(
+    conn: Connection,
+    email: str,
+    *,
+    list_name: str,
+    consent: Consent,
+    now: datetime,
+    name: str = "",
+    topics: Sequence[str] = (),
+    cadence: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> SubscribeOutcome:
+    """A double opt-in request: the subscription waits, pending, for `confirm`.
 
-
-class UnknownList(SubscriberError):
-    pass
-
-
-def normalise_email(raw: str) -> str:
-    """The stored form of an address: syntax-checked, IDN domain decoded, lower-cased.
-
-    No DNS lookups. 'Ann@Example.ORG' and 'ann@example.org' give the same result, and so do
-    'x@bücher.example' and 'x@xn--bcher-kva.example'.
+    An already active, mailable subscription stays as it is (`confirm_needed` False). A request
+    never changes what a confirmed person told us (name, attributes, an active subscription's
+    topics): anyone can type anyone's address into a form. Logs "requested".
     """
-    candidate = raw.strip()
-    try:
-        checked = validate_email(candidate, check_deliverability=False)
-    except EmailNotValidError as error:
-        raise InvalidEmail(f"{_one_line(candidate)!r}: {_one_line(str(error))}") from error
-    return checked.normalized.lower()
+    address = normalise_email(email)
+    target = require_list(conn, list_name)
+    result = enrol_address(
+        conn,
+        address,
+        list_id=target,
+        name=name,
+        topics=clean_topics(topics),
+        frequency=require_frequency(cadence) if cadence is not None else None,
+        attributes=clean_attributes(attributes) if attributes is not None else None,
+        status="pending",
+        action="requested",
+        consent=clean_consent(consent),
+        note="",
+        reactivate=False,
+        now=now,
+    )
+    return SubscribeOutcome(
+        subscriber_id=result.person.id,
+        email=address,
+        list_name=list_name,
+        confirm_needed=result.confirm_needed,
+    )
 
 
-def require_consent(consent: str) -> str:
-    """The consent note, stripped; every subscription must say how the person agreed."""
-    note = consent.strip()
-    if not note:
-        raise SubscriberError("a consent note is required: say how and when the person agreed")
-    return _one_line(note)
+def confirm(
+    conn: Connection,
+    subscriber_id: int,
+    list_name: str,
+    *,
+    email: str,
+    consent: Consent,
+    now: datetime,
+) -> Subscription:
+    """The person confirmed by the link in their mailbox: pending → active; logs "confirmed".
 
-
-def ensure_list(conn: Connection, name: str, *, title: str = "", now: datetime) -> int:
-    """The id of the list `name`, created if missing; a non-empty `title` replaces the old one."""
-    if not name or name != name.strip() or len(name) > MAX_LIST_NAME:
-        raise SubscriberError(
-            f"list name {name!r} must be 1-{MAX_LIST_NAME} characters without surrounding spaces"
+    Lifts a suppression of the address and makes the person active: they asked again.
+    Idempotent for an active subscription. InvalidToken when `email` is no longer the person's
+    address, or the subscription is gone or was cancelled after the link was sent.
+    """
+    record = clean_consent(consent)
+    at = utc(now)
+    person = conn.execute(
+        sa.select(subscribers.c.email, subscribers.c.status).where(
+            subscribers.c.id == subscriber_id
         )
-    row = conn.execute(sa.select(lists.c.id, lists.c.title).where(lists.c.name == name)).first()
-    if row is None:
-        inserted = conn.execute(sa.insert(lists).values(name=name, title=title, created=_utc(now)))
-        return int(inserted.inserted_primary_key[0])
-    if title and title != row.title:
-        conn.execute(sa.update(lists).where(lists.c.id == row.id).values(title=title))
-    return int(row.id)
-
-
-def require_list(conn: Connection, list_name: str) -> int:
-    """The id of an existing list; UnknownList names the lists there are."""
-    found = conn.execute(sa.select(lists.c.id).where(lists.c.name == list_name)).scalar()
-    if found is None:
-        names = conn.execute(sa.select(lists.c.name).order_by(lists.c.name)).scalars().all()
-        known = ", ".join(names) if names else "there are no lists yet"
-        raise UnknownList(f"no list named {list_name!r} (known: {known})")
-    return int(found)
+    ).first()
+    if person is None or person.email != _normalised_or_none(email):
+        raise InvalidToken(
+            "This confirmation link is not valid: its address is no longer subscribed."
+        )
+    current = subscription_row(conn, subscriber_id, list_name)
+    if current is None:
+        raise InvalidToken("This confirmation link is not valid: there is no such subscription.")
+    if current.status == "unsubscribed":
+        raise InvalidToken(
+            "This confirmation link is used up: you unsubscribed since. Subscribe again to get "
+            "a new one."
+        )
+    if current.status == "pending":
+        # The status condition makes a double click (two racing requests) confirm once.
+        changed = conn.execute(
+            sa.update(subscriptions)
+            .where(subscriptions.c.id == current.id, subscriptions.c.status == "pending")
+            .values(status="active", updated=at)
+        )
+        if changed.rowcount:
+            lifted = lift_suppression(conn, person.email)
+            if person.status != "active":
+                set_person_status(conn, subscriber_id, "active")
+            note = f"suppression lifted (was: {lifted})" if lifted else ""
+            record_consent(
+                conn, subscriber_id, current.list_id, "confirmed", at, consent=record, note=note
+            )
+    found = find_subscription(conn, subscriber_id, list_name)
+    assert found is not None  # the row was read above, in this transaction
+    return found
 
 
 def add_subscriber(
@@ -92,100 +229,234 @@ def add_subscriber(
     name: str = "",
     topics: Sequence[str] = (),
     frequency: str | None = None,
-    consent: str,
+    consent: str | Consent,
     now: datetime,
+    attributes: Mapping[str, Any] | None = None,
+    reactivate: bool = False,
 ) -> Subscriber:
-    """Subscribe someone to a list, creating or updating the person.
+    """An operator subscribes someone who consented elsewhere: active at once; logs "subscribed".
 
-    An unsubscribed subscription becomes active again (this call is the person's new consent);
-    `topics` replaces their topic choice (empty: every topic); a non-empty `name` replaces theirs;
-    `frequency` (one of FREQUENCIES) replaces theirs, None keeps it ("weekly" for a new one).
+    `consent` is a note saying how the person agreed (or a full Consent). `topics` replaces
+    their topic choice (empty: every topic); a non-empty `name` replaces theirs; `frequency`
+    (one of FREQUENCIES) replaces theirs, None keeps it ("weekly" for a new one). ConsentWithdrawn
+    for an address that unsubscribed, bounced or complained, unless `reactivate` says the
+    person consented again (that lifts the suppression).
     """
     address = normalise_email(email)
-    note = require_consent(consent)
+    if isinstance(consent, Consent):
+        record, note = clean_consent(consent), ""
+    else:
+        record, note = Consent(source="operator"), require_consent(consent)
     target = require_list(conn, list_name)
-    person, _ = enrol(
+    result = enrol_address(
         conn,
         address,
         list_id=target,
         name=name,
         topics=clean_topics(topics),
         frequency=require_frequency(frequency) if frequency is not None else None,
+        attributes=clean_attributes(attributes) if attributes is not None else None,
+        status="active",
         action="subscribed",
+        consent=record,
         note=note,
+        reactivate=reactivate,
         now=now,
     )
-    return person
+    return result.person
 
 
-def require_frequency(frequency: str) -> str:
-    """A known frequency, or SubscriberError naming the choices."""
-    if frequency not in FREQUENCIES:
-        raise SubscriberError(
-            f"unknown frequency {frequency!r}: choose one of {', '.join(FREQUENCIES)}"
-        )
-    return frequency
+# --- changing and leaving --------------------------------------------------------------------
 
 
-def enrol(
+def set_preferences(
     conn: Connection,
-    address: str,
+    subscriber_id: int,
+    list_name: str,
     *,
-    list_id: int,
-    name: str,
-    topics: tuple[str, ...] | None,
-    action: str,
-    note: str,
+    topics: Sequence[str] | None,
+    cadence: str | None,
     now: datetime,
-    frequency: str | None = None,
-) -> tuple[Subscriber, bool]:
-    """Put a normalised address on a list and log the consent; True when newly on the list.
+    consent: Consent,
+) -> Subscription:
+    """Change a subscription's topics (empty: all) and cadence ("paused" pauses); None keeps.
 
-    `topics` None keeps an existing choice. The building block of `add_subscriber` and the CSV
-    import; callers validate the address and the note first.
+    Logs "preferences" with the new choice when something changed. SubscriberError for an
+    unknown or unsubscribed subscription: coming back needs a new confirmation.
     """
-    at = _utc(now)
-    person = _save_person(conn, address, name.strip(), at)
-    current = conn.execute(
-        sa.select(subscriptions.c.id).where(
-            subscriptions.c.subscriber_id == person.id, subscriptions.c.list_id == list_id
-        )
-    ).scalar()
+    record = clean_consent(consent)
+    target = require_list(conn, list_name)
+    current = find_subscription(conn, subscriber_id, list_name)
     if current is None:
-        conn.execute(
-            sa.insert(subscriptions).values(
-                subscriber_id=person.id,
-                list_id=list_id,
-                topics=list(topics or ()),
-                frequency=frequency or "weekly",
-                status="active",
-                updated=at,
-            )
+        raise SubscriberError(f"subscriber {subscriber_id} is not on the list {list_name}")
+    if current.status == "unsubscribed":
+        raise SubscriberError(
+            f"{current.email} is unsubscribed from {list_name}; subscribing again needs a new "
+            "confirmation"
         )
-    else:
-        changes: dict[str, object] = {"status": "active", "updated": at}
-        if topics is not None:
-            changes["topics"] = list(topics)
-        if frequency is not None:
-            changes["frequency"] = frequency
-        conn.execute(sa.update(subscriptions).where(subscriptions.c.id == current).values(changes))
-    _record_consent(conn, person.id, list_id, action, note, at)
-    return person, current is None
+    chosen_topics = clean_topics(topics) if topics is not None else current.topics
+    chosen_cadence = require_frequency(cadence) if cadence is not None else current.cadence
+    if (chosen_topics, chosen_cadence) == (current.topics, current.cadence):
+        return current
+    at = utc(now)
+    conn.execute(
+        sa.update(subscriptions)
+        .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_id == target)
+        .values(topics=list(chosen_topics), frequency=chosen_cadence, updated=at)
+    )
+    note = f"topics: {'; '.join(chosen_topics) or 'all'}; cadence: {chosen_cadence}"
+    record_consent(conn, subscriber_id, target, "preferences", at, consent=record, note=note)
+    return replace(current, topics=chosen_topics, cadence=chosen_cadence)
 
 
-def subscription_status(conn: Connection, address: str, list_id: int) -> str | None:
-    """The status of a normalised address's subscription to a list, or None if it has none."""
-    return conn.execute(
-        sa.select(subscriptions.c.status)
-        .join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id)
-        .where(subscribers.c.email == address, subscriptions.c.list_id == list_id)
+def unsubscribe(
+    conn: Connection,
+    subscriber_id: int,
+    list_name: str,
+    *,
+    via: str,
+    now: datetime,
+    consent: Consent | None = None,
+) -> bool:
+    """End a subscription and log how (`via`: one-click, link, mailto, ...); True if it changed.
+
+    A pending subscription ends too (its confirm links stop working). Someone left on no list
+    becomes an unsubscribed person. Idempotent: an already unsubscribed, erased or unknown
+    subscription changes nothing. `consent` adds the request's IP and user agent to the log.
+    """
+    target = conn.execute(sa.select(lists.c.id).where(lists.c.name == list_name)).scalar()
+    if target is None:
+        return False
+    at = utc(now)
+    # The status condition makes two racing requests (mail providers do retry) log only once.
+    changed = conn.execute(
+        sa.update(subscriptions)
+        .where(
+            subscriptions.c.subscriber_id == subscriber_id,
+            subscriptions.c.list_id == target,
+            subscriptions.c.status.in_(("active", "pending")),
+        )
+        .values(status="unsubscribed", updated=at)
+    )
+    if changed.rowcount == 0:
+        return False
+    record = clean_consent(consent) if consent is not None else Consent(source=via)
+    record_consent(conn, subscriber_id, target, "unsubscribed", at, consent=record, note=via)
+    mark_unsubscribed_if_on_no_list(conn, subscriber_id)
+    return True
+
+
+def unsubscribe_all(
+    conn: Connection,
+    subscriber_id: int,
+    *,
+    via: str,
+    now: datetime,
+    consent: Consent | None = None,
+) -> int:
+    """End every subscription of a person (one log entry each); how many lists they left.
+
+    The person becomes unsubscribed even if they were on no list, so no operator re-adds them.
+    """
+    names = conn.execute(
+        sa.select(lists.c.name)
+        .join(subscriptions, subscriptions.c.list_id == lists.c.id)
+        .where(
+            subscriptions.c.subscriber_id == subscriber_id,
+            subscriptions.c.status.in_(("active", "pending")),
+        )
+        .order_by(lists.c.name)
+    ).scalars()
+    left = sum(
+        unsubscribe(conn, subscriber_id, name, via=via, now=now, consent=consent)
+        for name in names.all()
+    )
+    conn.execute(
+        sa.update(subscribers)
+        .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(("active", "pending")))
+        .values(status="unsubscribed")
+    )
+    return left
+
+
+def suppress(conn: Connection, email: str, *, reason: str, now: datetime) -> None:
+    """Never mail this address again (bounce, spamreport, manual); the latest reason is kept.
+
+    The person becomes bounced, complained or (for any other reason) unsubscribed. Except after
+    a bounce, their subscriptions end too: a complaint is an objection to every list.
+    """
+    address = normalise_email(email)
+    why = one_line(reason)
+    if not why:
+        raise SubscriberError(f"{address}: a suppression needs a reason (bounce, spamreport, ...)")
+    at = utc(now)
+    if not insert_if_absent(conn, suppressions, {"email": address, "reason": why, "at": at}):
+        conn.execute(
+            sa.update(suppressions).where(suppressions.c.email == address).values(reason=why, at=at)
+        )
+    person_id = conn.execute(
+        sa.select(subscribers.c.id).where(subscribers.c.email == address)
     ).scalar()
+    if person_id is None:
+        return
+    status = _STATUS_FOR_REASON.get(why, "unsubscribed")
+    if status != "bounced":
+        unsubscribe_all(conn, person_id, via=why, now=now)
+    set_person_status(conn, person_id, status)
 
 
-def remove_subscriber(conn: Connection, email: str, *, now: datetime) -> bool:
+# --- the person's rights (GDPR) --------------------------------------------------------------
+
+
+def export_person(conn: Connection, email: str) -> dict[str, Any] | None:
+    """Everything stored about an address, as JSON-ready data; None if nothing is.
+
+    Keys: "person" (None once erased), "subscriptions", "consent_log", "suppression" (None if
+    the address is not suppressed). Times are ISO 8601 in UTC.
+    """
+    address = normalise_email(email)
+    person = find_person(conn, address)
+    reason_at = conn.execute(
+        sa.select(suppressions.c.reason, suppressions.c.at).where(suppressions.c.email == address)
+    ).first()
+    if person is None and reason_at is None:
+        return None
+    suppression = (
+        None
+        if reason_at is None
+        else {"reason": reason_at.reason, "at": aware(reason_at.at).isoformat()}
+    )
+    if person is None:
+        return {"person": None, "subscriptions": [], "consent_log": [], "suppression": suppression}
+    return {
+        "person": {
+            "email": person.email,
+            "name": person.name,
+            "status": person.status,
+            "created": person.created.isoformat(),
+            "attributes": person.attributes,
+        },
+        "subscriptions": [
+            {
+                "list": s.list_name,
+                "list_title": s.list_title,
+                "status": s.status,
+                "topics": list(s.topics),
+                "cadence": s.cadence,
+            }
+            for s in subscriptions_of(conn, person.id)
+        ],
+        "consent_log": consent_log(conn, person.id),
+        "suppression": suppression,
+    }
+
+
+def forget_person(conn: Connection, email: str, *, now: datetime) -> bool:
     """Erase a person and everything stored about them (GDPR erasure); True if they existed.
 
-    A suppression of the address stays: it only records that the address must not be mailed.
+    The bare address stays on the suppression list (an existing reason is kept, else "erased"):
+    it is the least that must be kept to honour the request, so no later import or operator
+    mails them again. Only the person's own confirmation brings the address back.
     """
     address = normalise_email(email)
     person_id = conn.execute(
@@ -198,225 +469,16 @@ def remove_subscriber(conn: Connection, email: str, *, now: datetime) -> bool:
     conn.execute(sa.delete(consent_events).where(consent_events.c.subscriber_id == person_id))
     conn.execute(sa.delete(subscriptions).where(subscriptions.c.subscriber_id == person_id))
     conn.execute(sa.delete(subscribers).where(subscribers.c.id == person_id))
+    insert_if_absent(conn, suppressions, {"email": address, "reason": "erased", "at": utc(now)})
     return True
 
 
-def list_subscribers(conn: Connection, list_name: str | None = None) -> list[SubscriberRow]:
-    """Everyone, one row per subscription (people on no list once, with list ""), by list and email.
-
-    With `list_name`, only that list's subscriptions, whatever their status.
-    """
-    is_suppressed = (
-        sa.exists().where(suppressions.c.email == subscribers.c.email).label("is_suppressed")
-    )
-    query = (
-        sa.select(
-            subscribers.c.email,
-            subscribers.c.name,
-            subscribers.c.status.label("person_status"),
-            lists.c.name.label("list_name"),
-            subscriptions.c.topics,
-            subscriptions.c.status.label("subscription_status"),
-            is_suppressed,
-        )
-        .select_from(
-            subscribers.outerjoin(
-                subscriptions, subscriptions.c.subscriber_id == subscribers.c.id
-            ).outerjoin(lists, lists.c.id == subscriptions.c.list_id)
-        )
-        .order_by(sa.func.coalesce(lists.c.name, ""), subscribers.c.email)
-    )
-    if list_name is not None:
-        query = query.where(subscriptions.c.list_id == require_list(conn, list_name))
-    return [
-        SubscriberRow(
-            email=row.email,
-            name=row.name,
-            list=row.list_name or "",
-            topics=tuple(row.topics or ()),
-            status=_listing_status(
-                row.person_status, bool(row.is_suppressed), row.subscription_status
-            ),
-        )
-        for row in conn.execute(query)
-    ]
+# The name the CLI has always used.
+remove_subscriber = forget_person
 
 
-def audience(conn: Connection, list_name: str, *, cadence: str = "all") -> list[Recipient]:
-    """Who gets the list's next issue: active people, actively subscribed, not suppressed.
-
-    `cadence` is the issuing digest's: "all" reaches every frequency but "paused"; "daily" or
-    "weekly" reaches those who chose it and those who want each issue. Ordered by subscriber
-    id, so a resumed send walks the same order.
-    """
-    target = require_list(conn, list_name)
-    wanted = (
-        ("each", cadence) if cadence != "all" else tuple(f for f in FREQUENCIES if f != "paused")
-    )
-    query = (
-        sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscriptions.c.topics)
-        .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
-        .where(
-            subscriptions.c.list_id == target,
-            subscriptions.c.status == "active",
-            subscriptions.c.frequency.in_(wanted),
-            subscribers.c.status == "active",
-            ~sa.exists().where(suppressions.c.email == subscribers.c.email),
-        )
-        .order_by(subscribers.c.id)
-    )
-    return [
-        Recipient(
-            subscriber_id=row.id, email=row.email, name=row.name, topics=tuple(row.topics or ())
-        )
-        for row in conn.execute(query)
-    ]
-
-
-def find_subscription(conn: Connection, subscriber_id: int, list_name: str) -> Subscription | None:
-    """One person's subscription to a list, whatever its status; None if there is none."""
-    row = conn.execute(
-        sa.select(
-            subscribers.c.email,
-            lists.c.name,
-            lists.c.title,
-            subscriptions.c.topics,
-            subscriptions.c.status,
-        )
-        .select_from(
-            subscriptions.join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id).join(
-                lists, lists.c.id == subscriptions.c.list_id
-            )
-        )
-        .where(subscriptions.c.subscriber_id == subscriber_id, lists.c.name == list_name)
-    ).first()
-    if row is None:
+def _normalised_or_none(email: str) -> str | None:
+    try:
+        return normalise_email(email)
+    except InvalidEmail:
         return None
-    return Subscription(
-        subscriber_id=subscriber_id,
-        email=row.email,
-        list_name=row.name,
-        list_title=row.title,
-        topics=tuple(row.topics or ()),
-        status=row.status,
-    )
-
-
-def unsubscribe(
-    conn: Connection, subscriber_id: int, list_name: str, *, via: str, now: datetime
-) -> bool:
-    """End a subscription and log how (`via`: one-click, link, mailto, ...); True if it changed.
-
-    Idempotent: an already unsubscribed, erased or unknown subscription changes nothing.
-    """
-    target = conn.execute(sa.select(lists.c.id).where(lists.c.name == list_name)).scalar()
-    if target is None:
-        return False
-    at = _utc(now)
-    # The status condition makes two racing requests (mail providers do retry) log only once.
-    changed = conn.execute(
-        sa.update(subscriptions)
-        .where(
-            subscriptions.c.subscriber_id == subscriber_id,
-            subscriptions.c.list_id == target,
-            subscriptions.c.status == "active",
-        )
-        .values(status="unsubscribed", updated=at)
-    )
-    if changed.rowcount == 0:
-        return False
-    _record_consent(conn, subscriber_id, target, "unsubscribed", via, at)
-    return True
-
-
-def suppress(conn: Connection, email: str, *, reason: str, now: datetime) -> None:
-    """Never mail this address again (bounce, spamreport, manual); the latest reason is kept."""
-    address = normalise_email(email)
-    if not reason.strip():
-        raise SubscriberError(f"{address}: a suppression needs a reason (bounce, spamreport, ...)")
-    at = _utc(now)
-    known = conn.execute(
-        sa.select(suppressions.c.email).where(suppressions.c.email == address)
-    ).scalar()
-    if known is None:
-        conn.execute(sa.insert(suppressions).values(email=address, reason=reason.strip(), at=at))
-    else:
-        conn.execute(
-            sa.update(suppressions)
-            .where(suppressions.c.email == address)
-            .values(reason=reason.strip(), at=at)
-        )
-
-
-def is_suppressed(conn: Connection, email: str) -> bool:
-    """Whether the address is on the do-not-mail list."""
-    address = normalise_email(email)
-    found = conn.execute(sa.select(suppressions.c.email).where(suppressions.c.email == address))
-    return found.first() is not None
-
-
-def clean_topics(topics: Sequence[str]) -> tuple[str, ...]:
-    """Topic names stripped, blanks dropped, repeats removed, order kept."""
-    if isinstance(topics, str):
-        raise TypeError("topics must be a sequence of names, not one string")
-    return tuple(dict.fromkeys(name.strip() for name in topics if name.strip()))
-
-
-def _save_person(conn: Connection, address: str, name: str, at: datetime) -> Subscriber:
-    if len(name) > MAX_NAME:
-        raise SubscriberError(f"{address}: name is longer than {MAX_NAME} characters")
-    row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
-    if row is None:
-        inserted = conn.execute(
-            sa.insert(subscribers).values(email=address, name=name, status="active", created=at)
-        )
-        return Subscriber(
-            id=int(inserted.inserted_primary_key[0]),
-            email=address,
-            name=name,
-            status="active",
-            created=at,
-        )
-    if name and name != row.name:
-        conn.execute(sa.update(subscribers).where(subscribers.c.id == row.id).values(name=name))
-    return Subscriber(
-        id=row.id,
-        email=row.email,
-        name=name or row.name,
-        status=row.status,
-        created=_aware(row.created),
-    )
-
-
-def _record_consent(
-    conn: Connection, subscriber_id: int, list_id: int | None, action: str, note: str, at: datetime
-) -> None:
-    conn.execute(
-        sa.insert(consent_events).values(
-            subscriber_id=subscriber_id, list_id=list_id, action=action, note=note, at=at
-        )
-    )
-
-
-def _listing_status(person_status: str, suppressed: bool, subscription: str | None) -> str:
-    if person_status != "active":
-        return person_status
-    if suppressed:
-        return "suppressed"
-    return subscription or "none"
-
-
-def _utc(now: datetime) -> datetime:
-    """`now` in UTC; SQLite keeps no offset, so everything is stored as UTC."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got {now!r}")
-    return now.astimezone(UTC)
-
-
-def _aware(stored: datetime) -> datetime:
-    """A stored timestamp as aware UTC (SQLite hands them back naive)."""
-    return stored if stored.tzinfo is not None else stored.replace(tzinfo=UTC)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

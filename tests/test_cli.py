@@ -238,7 +238,7 @@ def test_step_by_step_commands_work_on_the_demo_folder(tmp_path: Path) -> None:
     )
     assert imported.exit_code == 0, imported.stderr
     report = json.loads(imported.stdout)
-    assert report["added"] == 1 and [r["line"] for r in report["rejected"]] == [3]
+    assert report["imported"] == 1 and [r["line"] for r in report["rejected"]] == [3]
 
 
 def test_subscribers_add_takes_a_frequency_and_refuses_unknown_ones(tmp_path: Path) -> None:
@@ -263,3 +263,222 @@ def test_subscribers_add_takes_a_frequency_and_refuses_unknown_ones(tmp_path: Pa
         daily = [p.email for p in audience(connection, "news", cadence="daily")]
     store.engine.dispose()
     assert daily == ["a@example.org"]
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+NEWS_CONFIG = """version = 1
+[mail]
+url = "file://{outbox}"
+sender = "News <news@example.org>"
+[[digests]]
+name = "daily"
+title = "Daily News"
+list = "news"
+window = "1d"
+cadence = "daily"
+[[digests.topics]]
+name = "Tech"
+keywords = ["software"]
+[[digests.topics]]
+name = "Climate"
+keywords = ["climate"]
+"""
+
+
+@pytest.fixture
+def news(tmp_path: Path) -> list[str]:
+    """`--config` for a digest.toml sending to the list `news`, mailing into tmp_path/outbox."""
+    config = tmp_path / "digest.toml"
+    config.write_text(NEWS_CONFIG.format(outbox=tmp_path / "outbox"), encoding="utf-8")
+    return ["--config", str(config)]
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "people.csv") -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+def subscriber_rows(config: list[str]) -> dict[str, dict[str, object]]:
+    listed = runner.invoke(app, [*config, "subscribers", "list", "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    return {row["email"]: row for row in json.loads(listed.stdout)["subscribers"]}
+
+
+def test_subscribers_import_reports_each_rejected_row_as_json(
+    tmp_path: Path, news: list[str]
+) -> None:
+    csv_file = write_csv(
+        tmp_path,
+        "E-Mail,Full name,Interests,Frequency\r\n"
+        "ann@example.org,Ann,tech,daily\r\n"
+        "not-an-email,Nobody,,\r\n"
+        '"bob@example.org","Bob\r\nBcc: evil@example.org",,\r\n'
+        "ANN@example.org,Ann again,,\r\n"
+        "cy@example.org,Cy,Knitting,\r\n"
+        "di@example.org,Di,,hourly\r\n"
+        "ed@example.org,,,\r\n",
+    )
+
+    done = runner.invoke(
+        app, [*news, "subscribers", "import", csv_file, "--consent", "signup sheet", "--json"]
+    )
+
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {"imported", "duplicates", "rejected"} <= set(report)
+    assert (report["imported"], report["duplicates"]) == (2, 1)
+    reasons = {entry["line"]: entry["reason"] for entry in report["rejected"]}
+    assert sorted(reasons) == [3, 4, 6, 7, 8]
+    assert reasons[3].startswith("bad address: 'not-an-email'")
+    assert reasons[4] == "line break: CR/LF in column 'Full name'"
+    assert reasons[6] == "duplicate: of line 2 (ann@example.org)"
+    assert reasons[7].startswith("unknown topic: 'Knitting' (known: Climate, Tech)")
+    assert reasons[8].startswith("unknown cadence: 'hourly'")
+    rows = subscriber_rows(news)
+    assert set(rows) == {"ann@example.org", "ed@example.org"}
+    assert (rows["ann@example.org"]["topics"], rows["ann@example.org"]["status"]) == (
+        ["Tech"],
+        "active",
+    )
+
+
+def test_subscribers_import_maps_columns_named_on_the_command_line(
+    tmp_path: Path, news: list[str]
+) -> None:
+    csv_file = write_csv(tmp_path, "Mail 1,Who,Likes\nann@example.org,Ann,Climate\n")
+    refused = runner.invoke(
+        app, [*news, "subscribers", "import", csv_file, "--consent", "x", "--column", "email=Mail"]
+    )
+    assert refused.exit_code == 1
+    assert "--column email=Mail: no such column (found: 'Mail 1', 'Who', 'Likes')" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    options = ["--column", "email=mail 1", "--column", "name=Who", "--column", "topics=Likes"]
+
+    done = runner.invoke(
+        app, [*news, "subscribers", "import", csv_file, "--consent", "x", *options, "--json"]
+    )
+
+    assert done.exit_code == 0, done.stderr
+    row = subscriber_rows(news)["ann@example.org"]
+    assert (row["name"], row["topics"]) == ("Ann", ["Climate"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([], "--consent NOTE (subscribed now) or --double-opt-in"),
+        (["--consent", "x", "--double-opt-in"], "exclude each other"),
+        (["--consent", "  "], "--consent needs a note"),
+    ],
+)
+def test_subscribers_import_refuses_without_a_consent_choice_in_one_line(
+    tmp_path: Path, news: list[str], flags: list[str], message: str
+) -> None:
+    csv_file = write_csv(tmp_path, "email\nann@example.org\n")
+
+    done = runner.invoke(app, [*news, "subscribers", "import", csv_file, *flags])
+
+    assert done.exit_code == 2
+    assert message in done.stderr and "people.csv" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "digest.db").exists()
+
+
+def test_subscribers_import_with_double_opt_in_mails_each_new_person_a_confirmation(
+    tmp_path: Path, news: list[str]
+) -> None:
+    added = runner.invoke(
+        app, [*news, "subscribers", "add", "old@example.org", "--consent", "signed up at a fair"]
+    )
+    assert added.exit_code == 0, added.stderr
+    csv_file = write_csv(tmp_path, "email,name\nnew@example.org,New\nold@example.org,\n")
+    command = [*news, "subscribers", "import", csv_file, "--double-opt-in", "--json"]
+
+    without_key = runner.invoke(app, command, env={"DIGEST_SECRET_KEY": ""})
+    assert without_key.exit_code == 1 and "DIGEST_SECRET_KEY" in without_key.stderr
+    done = runner.invoke(app, command, env={"DIGEST_SECRET_KEY": "k" * 32})
+
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["imported"], report["pending"], report["confirmations_sent"]) == (2, 1, 1)
+    rows = subscriber_rows(news)
+    assert (rows["new@example.org"]["status"], rows["old@example.org"]["status"]) == (
+        "pending",
+        "active",
+    )
+    [mail] = [path.read_text() for path in (tmp_path / "outbox").rglob("*.eml")]
+    assert "To: new@example.org" in mail and "/confirm/" in mail
+
+
+def test_an_erased_person_is_not_brought_back_by_a_later_import(
+    tmp_path: Path, news: list[str]
+) -> None:
+    csv_file = write_csv(tmp_path, "email,name\nann@example.org,Ann\nbob@example.org,Bob\n")
+    first = runner.invoke(app, [*news, "subscribers", "import", csv_file, "--consent", "fair"])
+    assert first.exit_code == 0, first.stderr
+    assert "2 imported (2 new to the list)" in first.stderr
+
+    shown = runner.invoke(app, [*news, "subscribers", "export-person", "ANN@example.org"])
+    assert shown.exit_code == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["person"]["name"] == "Ann"
+    assert [(s["list"], s["status"]) for s in data["subscriptions"]] == [("news", "active")]
+    assert [event["action"] for event in data["consent_log"]] == ["imported"]
+
+    forgotten = runner.invoke(app, [*news, "subscribers", "forget", "ann@example.org", "--json"])
+    assert forgotten.exit_code == 0, forgotten.stderr
+    assert json.loads(forgotten.stdout)["forgotten"] is True
+    again = runner.invoke(app, [*news, "subscribers", "forget", "ann@example.org"])
+    assert again.exit_code == 1 and "ann@example.org: no such subscriber" in again.stderr
+
+    reimported = runner.invoke(
+        app, [*news, "subscribers", "import", csv_file, "--consent", "fair", "--json"]
+    )
+    assert reimported.exit_code == 0, reimported.stderr
+    report = json.loads(reimported.stdout)
+    assert (report["imported"], report["suppressed"], report["rejected"]) == (1, 1, [])
+    assert set(subscriber_rows(news)) == {"bob@example.org"}
+    erased = json.loads(
+        runner.invoke(app, [*news, "subscribers", "export-person", "ann@example.org"]).stdout
+    )
+    assert erased["person"] is None and erased["suppression"]["reason"] == "erased"
+    unknown = runner.invoke(app, [*news, "subscribers", "export-person", "zed@example.org"])
+    assert unknown.exit_code == 1 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_subscribers_export_neutralises_formulas_and_imports_back_unchanged(
+    tmp_path: Path, news: list[str]
+) -> None:
+    hostile = write_csv(
+        tmp_path,
+        'email,name,topics\n-ann@example.org,"=HYPERLINK(""http://x.example"",""click"")",Tech\n'
+        "bob@example.org,@SUM(A1),\n"
+        "cy@example.org,+1 Cy,Climate;Tech\n",
+    )
+    imported = runner.invoke(app, [*news, "subscribers", "import", hostile, "--consent", "x"])
+    assert imported.exit_code == 0, imported.stderr
+    out = tmp_path / "export.csv"
+
+    done = runner.invoke(app, [*news, "subscribers", "export", "--out", str(out)])
+
+    assert done.exit_code == 0, done.stderr
+    assert "Wrote 3 rows" in done.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines == [
+        "email,name,list,topics,cadence,status",
+        '\'-ann@example.org,"\'=HYPERLINK(""http://x.example"",""click"")",news,Tech,weekly,active',
+        "bob@example.org,'@SUM(A1),news,,weekly,active",
+        "cy@example.org,'+1 Cy,news,Climate;Tech,weekly,active",
+    ]
+    stdout = runner.invoke(app, [*news, "subscribers", "export", "--list", "news"])
+    assert stdout.exit_code == 0 and stdout.stdout.splitlines() == lines
+    before = subscriber_rows(news)
+    other = tmp_path / "other"
+    other.mkdir()
+    copy = ["--config", str(other / "digest.toml")]
+    (other / "digest.toml").write_text(NEWS_CONFIG.format(outbox=other / "outbox"))
+    again = runner.invoke(app, [*copy, "subscribers", "import", str(out), "--consent", "moved"])
+    assert again.exit_code == 0, again.stderr
+    assert subscriber_rows(copy) == before

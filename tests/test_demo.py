@@ -25,6 +25,7 @@ from digest.models import Section
 from digest.pipeline import MessageFactory, published_pages, send_issue
 from digest.store import Store
 from digest.web.app import create_app
+from digest.web.serving import public_app
 from subscribers.service import audience
 from tests.render.sample_issue import sample_article
 
@@ -242,3 +243,17 @@ def test_a_variant_over_the_gmail_clip_is_logged_when_rendered(
     with caplog.at_level(logging.WARNING, logger="digest.pipeline"):
         MessageFactory(settings, huge).variant(())
     assert any("Gmail clips" in record.getMessage() for record in caplog.records)
+
+
+def test_manage_preferences_in_the_digest_opens_that_reader_s_preferences(demo: dict) -> None:
+    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
+    store = Store.open(settings.database_url)
+    html = _html(_messages(demo)["celeste.marr@example.net"])
+    link = re.search(r'href="([^"]+/p/[^"]+)"[^>]*>Manage preferences<', html)
+    assert link is not None
+    with TestClient(public_app(settings, store)) as client:
+        page = client.get(link.group(1).replace("&amp;", "&").removeprefix(settings.base_url))
+        forged = client.get(link.group(1).removeprefix(settings.base_url)[:-3] + "xyz")
+    assert page.status_code == 200
+    assert "celeste.marr@example.net" in page.text
+    assert forged.status_code == 400

@@ -1,1 +1,1 @@
-"""The web app: public subscriber pages (unsubscribe), and later editor pages and webhooks."""
+"""The web app: the public subscriber pages (subscribe, confirm, preferences, unsubscribe)."""

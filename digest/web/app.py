@@ -1,18 +1,22 @@
-"""The public web pages: one-click unsubscribe (RFC 8058), issues' web versions, a health check.
+"""The public web app: subscribe, confirm, preferences, unsubscribe, issues' web versions.
 
 `GET /u/{token}` only asks; `POST /u/{token}` unsubscribes. Mail providers POST
 `List-Unsubscribe=One-Click` (form-urlencoded or multipart) with no cookie and follow no
 redirect, so the POST needs nothing but the signed token and answers 200 directly. Any POST to
-a valid token unsubscribes, whatever its body: a reader who wants out is never refused.
+a valid token unsubscribes, whatever its body: a reader who wants out is never refused. That is
+why this one form carries no CSRF token: the unguessable token in its URL is the only proof
+asked, of a mail client and of the page's own button alike. Every other form has one.
+
+The subscribe, confirm and preferences pages (digest/web/signup.py, preferences.py) exist when
+the app is given a mailer to send their emails with.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-import jinja2
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -20,9 +24,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from digest.render.environment import bundled_templates_dir
+from digest.web.pages import Pages
+from digest.web.preferences import preferences_routes
+from digest.web.ratelimit import RateLimit, TokenBuckets
+from digest.web.signup import signup_routes
+from digest.web.site import ListInfo, NoticeSender, Site, consent_from
 from subscribers import service
-from subscribers.models import Subscription
+from subscribers.models import Consent, Subscription
 from subscribers.service import SubscriberError
 from subscribers.tokens import InvalidToken, read_unsubscribe_token
 
@@ -39,16 +47,6 @@ ISSUE_PAGE_HEADERS = {
     ),
 }
 
-# Pages carry a token in their URL: keep them out of caches, search engines and Referer headers.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
 # The hidden field the page's own button adds, so the consent log tells a click on the page
 # from a mail client's one-click POST.
 FROM_PAGE = ("from", "page")
@@ -65,26 +63,25 @@ def create_app(
     publication: str,
     clock: Callable[[], datetime] = utc_now,
     issue_page: Callable[[int], str | None] | None = None,
+    lists: Mapping[str, ListInfo] | None = None,
+    mailer: NoticeSender | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> FastAPI:
     """The ASGI app; `publication` names the sender on every page.
 
     `issue_page(issue_id)` gives an issue's web version, or None when it is not public.
+    `lists` are the lists people may subscribe to (the first is /subscribe's), `mailer` sends
+    the confirm, welcome and preferences-changed emails; without a mailer the app serves only
+    unsubscribe links and issues. `rate_limit` bounds subscribe requests per client address.
     """
     if not secret_key:
         raise ValueError("secret_key must not be empty: it verifies unsubscribe links")
-    pages = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(bundled_templates_dir()),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    pages = Pages(publication)
+    page = pages.render
     app = FastAPI(title=publication, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def page(template: str, status_code: int = 200, **context: object) -> HTMLResponse:
-        html = pages.get_template(f"web/{template}").render(publication=publication, **context)
-        return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
-
     def bad_request(error: SubscriberError) -> HTMLResponse:
-        return page("error.html", 400, message=str(error))
+        return pages.error(400, str(error))
 
     @app.exception_handler(SubscriberError)
     async def subscriber_error(request: Request, error: SubscriberError) -> HTMLResponse:
@@ -98,7 +95,7 @@ def create_app(
     def show_issue(issue_id: int) -> HTMLResponse:
         html = issue_page(issue_id) if issue_page is not None and issue_id > 0 else None
         if html is None:
-            return page("error.html", 404, message=f"There is no published issue {issue_id}.")
+            return pages.error(404, f"There is no published issue {issue_id}.")
         return HTMLResponse(html, headers=ISSUE_PAGE_HEADERS)
 
     @app.get("/u/{token}")
@@ -120,19 +117,35 @@ def create_app(
         except InvalidToken as error:
             return bad_request(error)
         via = _via(await _form_fields(request))
+        consent = consent_from(request, source=via, wording="")
         subscription = await run_in_threadpool(
-            _unsubscribe, engine, subscriber_id, list_name, via, clock()
+            _unsubscribe, engine, subscriber_id, list_name, consent, clock()
         )
         return page("unsubscribed.html", subscription=subscription, list_name=list_name)
 
+    if mailer is not None:
+        site = Site(
+            engine=engine,
+            secret_key=secret_key,
+            pages=pages,
+            clock=clock,
+            mailer=mailer,
+            lists=dict(lists or {}),
+            buckets=TokenBuckets(rate_limit or RateLimit()),
+        )
+        app.include_router(signup_routes(site))
+        app.include_router(preferences_routes(site))
     return app
 
 
 def _unsubscribe(
-    engine: sa.Engine, subscriber_id: int, list_name: str, via: str, now: datetime
+    engine: sa.Engine, subscriber_id: int, list_name: str, consent: Consent, now: datetime
 ) -> Subscription | None:
+    via = consent.source
     with engine.begin() as conn:
-        changed = service.unsubscribe(conn, subscriber_id, list_name, via=via, now=now)
+        changed = service.unsubscribe(
+            conn, subscriber_id, list_name, via=via, now=now, consent=consent
+        )
         subscription = service.find_subscription(conn, subscriber_id, list_name)
     if changed:
         log.info("unsubscribed subscriber=%s list=%s via=%s", subscriber_id, list_name, via)

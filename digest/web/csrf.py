@@ -1,0 +1,73 @@
+"""Cross-site request forgery protection: a signed double-submit token, no server-side session.
+
+A page with a form sets a random nonce in a SameSite=Lax cookie and puts the nonce, signed
+with the app's secret, in a hidden field. A POST is accepted only when the field's signature is
+ours and its nonce equals the cookie's. Another site can make a browser send our cookie (Lax
+lets top-level navigations through) but can read neither the cookie nor our pages, so it
+cannot fill in the field; and without the secret it cannot sign a nonce of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, Signer
+from starlette.responses import Response
+
+COOKIE_NAME = "digest_csrf"
+FIELD_NAME = "csrf_token"
+# 128 random bits, URL-safe base64 without padding: 22 characters.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+@dataclass(frozen=True, slots=True)
+class CsrfPair:
+    """The cookie's nonce and the hidden field's value that goes with it."""
+
+    nonce: str
+    field_value: str
+    is_new: bool  # the browser does not hold this nonce yet: the response must set the cookie
+
+
+class CsrfGuard:
+    """Issues and checks the tokens; one per app, keyed by the app's secret."""
+
+    def __init__(self, secret: str) -> None:
+        self._signer = Signer(secret, salt="csrf", digest_method=hashlib.sha256)
+
+    def pair_for(self, cookie: str | None) -> CsrfPair:
+        """The token for a page: the browser's nonce if it has a well-formed one, else a new one."""
+        if cookie is not None and _NONCE.fullmatch(cookie):
+            return CsrfPair(cookie, self._sign(cookie), is_new=False)
+        nonce = secrets.token_urlsafe(16)
+        return CsrfPair(nonce, self._sign(nonce), is_new=True)
+
+    def is_valid(self, cookie: str | None, field_value: str | None) -> bool:
+        """Whether a POST's hidden field was signed by us for the nonce its cookie holds."""
+        if not cookie or not field_value:
+            return False
+        try:
+            signed_nonce = self._signer.unsign(field_value).decode("ascii")
+        except (BadSignature, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(signed_nonce, cookie)
+
+    def _sign(self, nonce: str) -> str:
+        return self._signer.sign(nonce).decode("ascii")
+
+
+def set_csrf_cookie(response: Response, pair: CsrfPair, *, is_https: bool) -> None:
+    """Give the browser the nonce if it lacks it; a session cookie scripts cannot read."""
+    if pair.is_new:
+        response.set_cookie(
+            COOKIE_NAME,
+            pair.nonce,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=is_https,
+        )

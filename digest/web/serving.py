@@ -1,0 +1,38 @@
+"""The public app as `digest serve` runs it: lists, mailer and pages built from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from digest.config import Settings
+from digest.deliver.backends import backend_from_url
+from digest.notices import NoticeMailer
+from digest.pipeline import published_pages
+from digest.store import Store
+from digest.web.app import create_app, utc_now
+from digest.web.site import offered_lists
+from subscribers.service import ensure_list
+
+
+def public_app(
+    settings: Settings, store: Store, *, clock: Callable[[], datetime] = utc_now
+) -> FastAPI:
+    """Every configured list open for subscription, its emails sent through the mail backend."""
+    secret_key = settings.require_secret_key()
+    lists = offered_lists(settings.digests)
+    with store.transaction() as connection:
+        # The subscribe form of every configured list works before anyone was ever added.
+        for name, info in lists.items():
+            ensure_list(connection, name, title=info.title, now=clock())
+    return create_app(
+        engine=store.engine,
+        secret_key=secret_key,
+        publication=settings.file.name,
+        clock=clock,
+        issue_page=published_pages(settings, store),
+        lists=lists,
+        mailer=NoticeMailer(settings, backend_from_url(settings.mail_url)),
+    )
