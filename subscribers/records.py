@@ -5,7 +5,7 @@ Rows become the frozen dataclasses of subscribers.models here; the callers own t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -124,6 +124,11 @@ def list_subscribers(conn: Connection, list_name: str | None = None) -> list[Sub
 
     With `list_name`, only that list's subscriptions, whatever their status.
     """
+    return list(iter_subscribers(conn, list_name))
+
+
+def iter_subscribers(conn: Connection, list_name: str | None = None) -> Iterator[SubscriberRow]:
+    """`list_subscribers` as a stream, fetched a thousand rows at a time (memory stays flat)."""
     is_suppressed = (
         sa.exists().where(suppressions.c.email == subscribers.c.email).label("is_suppressed")
     )
@@ -148,8 +153,8 @@ def list_subscribers(conn: Connection, list_name: str | None = None) -> list[Sub
     )
     if list_name is not None:
         query = query.where(subscriptions.c.list_id == require_list(conn, list_name))
-    return [
-        SubscriberRow(
+    for row in conn.execute(query.execution_options(yield_per=1000)):
+        yield SubscriberRow(
             email=row.email,
             name=row.name,
             list=row.list_name or "",
@@ -160,8 +165,6 @@ def list_subscribers(conn: Connection, list_name: str | None = None) -> list[Sub
             cadence=row.frequency or "",
             attributes=dict(row.attributes or {}),
         )
-        for row in conn.execute(query)
-    ]
 
 
 def is_suppressed(conn: Connection, email: str) -> bool:
