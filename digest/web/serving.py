@@ -13,14 +13,22 @@ from digest.notices import NoticeMailer
 from digest.pipeline import published_pages
 from digest.store import Store
 from digest.web.app import create_app, utc_now
+from digest.web.ratelimit import RateLimit
 from digest.web.site import offered_lists
 from subscribers.service import ensure_list
 
 
 def public_app(
-    settings: Settings, store: Store, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    store: Store,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    rate_limit: RateLimit | None = None,
 ) -> FastAPI:
-    """Every configured list open for subscription, its emails sent through the mail backend."""
+    """Every configured list open for subscription, its emails sent through the mail backend.
+
+    `rate_limit` bounds subscribe requests per client address (default: RateLimit()).
+    """
     secret_key = settings.require_secret_key()
     lists = offered_lists(settings.digests)
     with store.transaction() as connection:
@@ -35,4 +43,5 @@ def public_app(
         issue_page=published_pages(settings, store),
         lists=lists,
         mailer=NoticeMailer(settings, backend_from_url(settings.mail_url)),
+        rate_limit=rate_limit,
     )
