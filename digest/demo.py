@@ -18,7 +18,7 @@ from digest.pipeline import preview_issue, run_once
 from digest.scaffold import write_demo
 from digest.store import Store
 from subscribers.csvimport import import_csv
-from subscribers.service import audience, ensure_list
+from subscribers.service import audience_for, ensure_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def run_demo(
         raise DigestError(f"demo: the issue was not sent: {run.note}")
     preview = preview_issue(settings, run.issue, folder / "preview", now=clock())
     with store.transaction() as connection:
-        on_list = len(audience(connection, digest.list_name, cadence=digest.cadence))
+        on_list = len(audience_for(connection, digest.list_name, cadence=digest.cadence))
     owed = run.sent.sent + run.sent.failed + run.sent.unknown + run.sent.queued
     return DemoResult(
         folder=folder,

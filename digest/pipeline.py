@@ -48,7 +48,7 @@ from digest.render.issue import (
 )
 from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
-from subscribers.service import audience
+from subscribers.service import audience_for
 from subscribers.tokens import make_preferences_token, make_unsubscribe_token
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def queue_issue(settings: Settings, store: Store, issue: Issue, *, now: datetime
     factory = MessageFactory(settings, issue)
     digest = settings.digest(issue.digest)
     with store.transaction() as connection:
-        recipients = audience(connection, digest.list_name, cadence=digest.cadence)
+        recipients = audience_for(connection, digest.list_name, cadence=digest.cadence)
     owed: list[QueuedRecipient] = []
     skipped = 0
     for recipient in recipients:
@@ -405,7 +405,7 @@ def dry_run_issue(settings: Settings, store: Store, issue_id: int) -> dict[str, 
     factory = MessageFactory(settings, issue)
     with store.transaction() as connection:
         chosen = settings.digest(issue.digest)
-        recipients = audience(connection, chosen.list_name, cadence=chosen.cadence)
+        recipients = audience_for(connection, chosen.list_name, cadence=chosen.cadence)
     rendered = [factory.variant(r.topics)[1] for r in recipients]
     return {
         "issue_id": issue_id,
