@@ -84,8 +84,23 @@ class Issue:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedBody:
+    """One rendered variant that many messages share: html and text still holding the
+    personalisation markers of `nonce` (see digest.render.markers). Backends that send one body
+    with per-recipient substitutions (SendGrid), or encode a body once per variant, use it."""
+
+    nonce: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """A fully rendered, personalised email for one recipient of one issue."""
+    """A fully rendered, personalised email for one recipient of one issue.
+
+    `shared` and `personal` say how `html` and `text` were made: the variant's body with
+    `personal` (raw, unescaped values by field name) filled in. Absent for one-off messages.
+    """
 
     delivery_id: str
     to: str
@@ -94,6 +109,8 @@ class OutgoingMessage:
     html: str
     text: str
     headers: dict[str, str] = field(default_factory=dict)
+    shared: SharedBody | None = None
+    personal: dict[str, str] = field(default_factory=dict)
 
 
 DeliveryState = Literal["queued", "sending", "sent", "failed", "unknown"]

@@ -36,7 +36,7 @@ from digest.deliver.outbox import SendReport, deliver_issue
 from digest.embeddings import require_embedder
 from digest.errors import ConfigError, DigestError, NothingNew
 from digest.ingest.dedupe import dedupe
-from digest.models import Issue, OutgoingMessage
+from digest.models import Issue, OutgoingMessage, SharedBody
 from digest.notices import PREFERENCES_PATH, UNSUBSCRIBE_PATH, NoticeMailer, NoticeRecipient
 from digest.render.environment import template_environment
 from digest.render.issue import (
@@ -46,6 +46,7 @@ from digest.render.issue import (
     render_issue,
     render_web_version,
 )
+from digest.render.markers import PERSONAL_FIELDS
 from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience_for
@@ -235,7 +236,7 @@ class MessageFactory:
         html, text = personalise(rendered, values)
         delivery_id = str(row.id)
         headers = {
-            "Message-ID": message_id(self.domain, self.issue.id or 0, delivery_id),
+            "Message-ID": message_id(self.domain, self.issue.id or 0, row.subscriber_id),
             "List-Id": list_id(self.digest.title, self.digest.list_name, self.domain),
             **unsubscribe_headers(
                 values["unsubscribe_url"], unsubscribe_mailto(self.sender, values["token"])
@@ -251,6 +252,8 @@ class MessageFactory:
             html=html,
             text=text,
             headers=headers,
+            shared=SharedBody(rendered.nonce, rendered.html, rendered.text),
+            personal={field: values[field] for field in PERSONAL_FIELDS if field in values},
         )
 
 

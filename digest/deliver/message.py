@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -31,9 +30,10 @@ def list_id(title: str, digest: str, domain: str) -> str:
     return f"{phrase} <{digest}.{domain}>"
 
 
-def message_id(domain: str, issue_id: int, delivery_id: str) -> str:
-    # The random part keeps ids unique even if an outbox row is ever re-sent on purpose.
-    return f"<digest.{issue_id}.{delivery_id}.{secrets.token_hex(6)}@{domain}>"
+def message_id(domain: str, issue_id: int, subscriber_id: int) -> str:
+    """The same for every attempt at one reader's copy of one issue, so a retried message is
+    recognisably the same message (receivers drop the second copy of a Message-ID)."""
+    return f"<digest.{issue_id}.{subscriber_id}@{domain}>"
 
 
 def unsubscribe_headers(https_url: str, mailto: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ def make_message(row: OutboxRow) -> OutgoingMessage:
         subject=f"Week 10 for subscriber {row.subscriber_id}",
         html="<p>Week 10</p>",
         text="Week 10\n",
-        headers={"Message-ID": message_id("news.example.org", row.issue_id, str(row.id))},
+        headers={"Message-ID": message_id("news.example.org", row.issue_id, row.subscriber_id)},
     )
 
 
