@@ -525,6 +525,8 @@ def send(
             f"Issue {issue}: {report.sent} sent, {report.failed} failed, "
             f"{report.unknown} unknown, {report.queued} still queued"
         )
+    if report.paused:
+        raise DigestError(f"issue {issue}: sending paused: {report.paused}")
     if report.queued:
         raise DigestError(
             f"issue {issue}: {report.queued} messages not sent yet ({report.last_error}); "

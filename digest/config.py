@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from digest.deliver.limits import SendLimits
 from digest.errors import ConfigError
 from digest.models import Topic
 
@@ -179,6 +180,20 @@ class MailConfig(_Strict):
         default="Digest <digest@localhost>", description="From header: 'Name <address>'."
     )
     reply_to: str = Field(default="", description="Reply-To header, if replies go elsewhere.")
+    rate: float = Field(
+        default=0, ge=0, description="Messages per second at most (0: as fast as it goes)."
+    )
+    domain_rate: float = Field(
+        default=0, ge=0, description="Messages per second to one recipient domain (0: no cap)."
+    )
+    pause_after: int = Field(
+        default=50, ge=0, description="Consecutive failed messages that pause a send (0: never)."
+    )
+
+    def send_limits(self) -> SendLimits:
+        return SendLimits(
+            rate=self.rate, domain_rate=self.domain_rate, pause_after=self.pause_after
+        )
 
 
 class FetchConfig(_Strict):

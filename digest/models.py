@@ -122,3 +122,4 @@ class SendResult:
     state: DeliveryState
     provider_id: str = ""
     error: str = ""
+    retry_after: float = 0.0  # seconds the provider asked us to wait (Retry-After), if any

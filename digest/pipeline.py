@@ -393,6 +393,7 @@ async def send_issue(
         backend,
         clock=clock,
         batch_size=batch_size,
+        limits=settings.file.mail.send_limits(),
         on_progress=on_progress,
     )
     if report.queued == 0 and store.issue_status(issue_id) == "sending":

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from digest.deliver.backends import MailBackend
+from digest.deliver.limits import SendLimits, Throttle
 from digest.errors import DeliveryError
 from digest.models import OutgoingMessage, SendResult
 from digest.store import OutboxRow, Store
@@ -23,6 +25,11 @@ log = logging.getLogger(__name__)
 
 # Transient refusals (SMTP 4xx, a server that is down) are retried this many times per batch.
 TRANSIENT_RETRIES = 3
+# Waiting longer than this for a provider's Retry-After is left to the next run.
+MAX_RETRY_AFTER = 300.0
+
+
+NO_LIMITS = SendLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,7 @@ class SendReport:
     unknown: int
     queued: int  # still owed: a transient problem stopped the run; sending again resumes
     last_error: str = ""
+    paused: str = ""  # why the send paused itself, if it did (sending again resumes)
 
     def to_json(self) -> dict[str, int | str]:
         return {
@@ -41,6 +49,7 @@ class SendReport:
             "failed": self.failed,
             "unknown": self.unknown,
             "queued": self.queued,
+            "paused": self.paused,
         }
 
 
@@ -56,12 +65,24 @@ async def deliver_issue(
     clock: Callable[[], datetime],
     batch_size: int = 100,
     retry_delay: float = 2.0,
+    limits: SendLimits = NO_LIMITS,
     on_progress: Callable[[int], None] = lambda _done: None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> SendReport:
-    """Send every queued row of the issue; returns the issue's outbox counts afterwards."""
+    """Send every queued row of the issue; returns the issue's outbox counts afterwards.
+
+    `sleep` and `monotonic` are the clock the rate limits and retries wait on.
+    """
     last_error = ""
+    paused = ""
     done = 0
+    failed_in_a_row = 0
+    throttle = Throttle(limits)
     while rows := store.claim_queued(issue_id, batch_size, now=clock()):
+        wait = throttle.delay([row.email for row in rows], monotonic())
+        if wait > 0:
+            await sleep(wait)
         try:
             messages = [make_message(row) for row in rows]
         except Exception:
@@ -70,7 +91,7 @@ async def deliver_issue(
             raise
         message_ids = {m.delivery_id: m.headers.get("Message-ID", "") for m in messages}
         try:
-            results = await _send_with_retries(backend, messages, clock, retry_delay)
+            results = await _send_with_retries(backend, messages, clock, retry_delay, sleep)
         except DeliveryError:
             # The backend refused before taking any message (e.g. a wrong SMTP password).
             store.release([row.id for row in rows], now=clock())
@@ -92,6 +113,14 @@ async def deliver_issue(
         if len(settled) < len(results):
             log.warning("issue=%s stopping: backend is refusing for now: %s", issue_id, last_error)
             break
+        failed_in_a_row = _failures_in_a_row(failed_in_a_row, results)
+        if limits.pause_after and failed_in_a_row >= limits.pause_after:
+            paused = (
+                f"{failed_in_a_row} messages in a row failed; the last: {last_error}. "
+                "Fix the cause, then send again to go on."
+            )
+            log.warning("issue=%s paused: %s", issue_id, paused)
+            break
     counts = store.outbox_counts(issue_id)
     return SendReport(
         issue_id=issue_id,
@@ -100,7 +129,16 @@ async def deliver_issue(
         unknown=counts["unknown"] + counts["sending"],
         queued=counts["queued"],
         last_error=last_error,
+        paused=paused,
     )
+
+
+def _failures_in_a_row(before: int, results: Sequence[SendResult]) -> int:
+    """The run of failed messages at the end of `results`, continuing one of `before`."""
+    run = before
+    for result in results:
+        run = run + 1 if result.state == "failed" else 0
+    return run
 
 
 async def _send_with_retries(
@@ -108,8 +146,10 @@ async def _send_with_retries(
     messages: list[OutgoingMessage],
     clock: Callable[[], datetime],
     retry_delay: float,
+    sleep: Callable[[float], Awaitable[None]],
 ) -> list[SendResult]:
-    """Retry only the messages the backend said were not taken (state `queued`)."""
+    """Retry only the messages the backend said were not taken (state `queued`), waiting
+    longer each time, and at least as long as the provider's Retry-After asked."""
     pending = messages
     final: list[SendResult] = []
     for attempt in range(TRANSIENT_RETRIES + 1):
@@ -121,5 +161,8 @@ async def _send_with_retries(
         if attempt == TRANSIENT_RETRIES:
             return final + list(deferred.values())
         pending = [m for m in pending if m.delivery_id in deferred]
-        await asyncio.sleep(retry_delay * 2**attempt)
+        asked = max(result.retry_after for result in deferred.values())
+        if asked > MAX_RETRY_AFTER:
+            return final + list(deferred.values())
+        await sleep(max(retry_delay * 2**attempt, asked))
     return final

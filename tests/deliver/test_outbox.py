@@ -12,7 +12,7 @@ import pytest
 
 from digest.deliver.file import FileBackend
 from digest.deliver.message import message_id
-from digest.deliver.outbox import TRANSIENT_RETRIES, deliver_issue
+from digest.deliver.outbox import TRANSIENT_RETRIES, SendLimits, deliver_issue
 from digest.deliver.smtp import SmtpBackend
 from digest.errors import DigestError
 from digest.models import Issue, OutgoingMessage, SendResult
@@ -232,3 +232,131 @@ async def test_a_server_that_is_down_leaves_everyone_queued(store: Store) -> Non
     assert (report.sent, report.unknown, report.queued) == (0, 0, 3)
     assert report.last_error.startswith("smtp 127.0.0.1:")
     assert "\n" not in report.last_error
+
+
+class Waits:
+    """The outbox's clock in these tests: time stands still, and every wait is written down."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.asked.append(round(seconds, 3))
+
+    @staticmethod
+    def monotonic() -> float:
+        return 0.0
+
+
+async def test_the_backend_rate_spaces_batches_out(store: Store, tmp_path: Path) -> None:
+    issue_id = queued_issue(store, readers(30))
+    waits = Waits()
+    report = await deliver_issue(
+        store,
+        issue_id,
+        make_message,
+        FileBackend(tmp_path),
+        clock=clock,
+        batch_size=10,
+        limits=SendLimits(rate=10),
+        sleep=waits.sleep,
+        monotonic=waits.monotonic,
+    )
+    assert report.sent == 30
+    # A burst of one second's worth goes at once; each further ten wait a second more.
+    assert waits.asked == [1.0, 2.0]
+
+
+async def test_a_recipient_domain_has_its_own_rate(store: Store, tmp_path: Path) -> None:
+    slow = [f"reader{n}@slow.example" for n in range(4)]
+    issue_id = queued_issue(store, [*slow, "ann@fast.example", "bob@fast.example"])
+    waits = Waits()
+    await deliver_issue(
+        store,
+        issue_id,
+        make_message,
+        FileBackend(tmp_path),
+        clock=clock,
+        batch_size=2,
+        limits=SendLimits(domain_rate=1),
+        sleep=waits.sleep,
+        monotonic=waits.monotonic,
+    )
+    # Rows go out in id order, two a batch, and a batch waits for its slowest message: the slow
+    # domain's 2nd, 3rd and 4th wait 1, 2 and 3 s; the fast domain's 2nd waits 1 s, its own.
+    assert waits.asked == [1.0, 3.0, 1.0]
+
+
+async def test_a_run_of_failures_pauses_the_send_and_says_why(
+    store: Store, smtp_server: SmtpServer
+) -> None:
+    refused = [f"reject{n}@example.com" for n in range(5)]
+    issue_id = queued_issue(store, [*refused, "ann@example.com", "bob@example.com"])
+    backend = SmtpBackend(host=smtp_server.host, port=smtp_server.port, timeout=5)
+
+    report = await deliver_issue(
+        store,
+        issue_id,
+        make_message,
+        backend,
+        clock=clock,
+        batch_size=2,
+        retry_delay=0,
+        limits=SendLimits(pause_after=3),
+    )
+
+    assert report.paused.startswith("4 messages in a row failed; the last:")
+    assert "550" in report.paused and report.paused.endswith("send again to go on.")
+    assert (report.failed, report.sent, report.queued) == (4, 0, 3)
+    resumed = await deliver_issue(
+        store, issue_id, make_message, backend, clock=clock, batch_size=2, retry_delay=0
+    )
+    assert (resumed.failed, resumed.sent, resumed.queued, resumed.paused) == (5, 2, 0, "")
+
+
+class BusyThenFine:
+    """A provider that answers the first attempt with 429 and Retry-After, then takes all."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        self.calls = 0
+
+    async def send(self, batch: Sequence[OutgoingMessage], *, date: datetime) -> list[SendResult]:
+        self.calls += 1
+        state = "queued" if self.calls == 1 else "sent"
+        error = "429 Too Many Requests" if self.calls == 1 else ""
+        return [
+            SendResult(m.delivery_id, state, error=error, retry_after=self.retry_after)  # type: ignore[arg-type]
+            for m in batch
+        ]
+
+
+async def test_a_provider_s_retry_after_is_honoured(store: Store) -> None:
+    issue_id = queued_issue(store, readers(2))
+    waits = Waits()
+    report = await deliver_issue(
+        store,
+        issue_id,
+        make_message,
+        BusyThenFine(retry_after=7),
+        clock=clock,
+        retry_delay=1,
+        sleep=waits.sleep,
+        monotonic=waits.monotonic,
+    )
+    assert report.sent == 2 and waits.asked == [7.0]
+
+
+async def test_a_retry_after_too_long_leaves_the_rows_for_the_next_run(store: Store) -> None:
+    issue_id = queued_issue(store, readers(2))
+    waits = Waits()
+    report = await deliver_issue(
+        store,
+        issue_id,
+        make_message,
+        BusyThenFine(retry_after=3600),
+        clock=clock,
+        sleep=waits.sleep,
+        monotonic=waits.monotonic,
+    )
+    assert (report.sent, report.queued) == (0, 2) and waits.asked == []
