@@ -541,15 +541,17 @@ def status(
     issue: Annotated[int | None, typer.Argument(help="Issue id (default: the newest).")] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Outbox counts of an issue: queued, sent, failed, unknown."""
+    """Outbox counts of an issue (queued, sent, failed, unknown) and its provider events."""
     store = open_store(settings_from(ctx))
     issue_id = _issue_id(store, issue)
     counts = store.outbox_counts(issue_id)
     data = {"issue_id": issue_id, "status": store.issue_status(issue_id), **counts}
+    events = store.issue_event_counts(issue_id)
     if json_output:
-        emit_json(data)
+        emit_json({**data, "events": events})
         return
     console.print(", ".join(f"{key}: {value}" for key, value in data.items()))
+    console.print("events: " + ", ".join(f"{key}: {value}" for key, value in events.items()))
 
 
 @app.command()

@@ -21,13 +21,23 @@ from sqlalchemy.engine import Connection, Engine
 
 from digest.errors import ConfigError
 from digest.models import Article, Issue, Section, SendResult
-from digest.tables import articles, issue_items, issues, outbox, source_paragraphs, sources
+from digest.tables import (
+    articles,
+    issue_items,
+    issues,
+    outbox,
+    provider_events,
+    source_paragraphs,
+    sources,
+)
 
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
 PARAGRAPH_MEMORY = timedelta(days=180)
 SENT_STATUSES = ("sending", "sent")  # an issue in these states has reached (some) readers
+# Provider events `digest status` always shows, even at zero; others appear once they occur.
+SHOWN_EVENTS = ("delivered", "open", "click", "deferred", "bounce", "dropped", "spamreport")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +68,19 @@ class QueuedRecipient:
     subscriber_id: int
     email: str
     topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """One event the mail provider reported about a message; `sg_event_id` is its unique key."""
+
+    sg_event_id: str
+    event: str
+    issue_id: int | None
+    subscriber_id: int | None
+    email: str
+    at: datetime
+    raw: str
 
 
 def create_engine(url: str) -> Engine:
@@ -560,6 +583,44 @@ class Store:
         counts.update({state: count for state, count in rows})
         return counts
 
+    # --- provider events -----------------------------------------------------------------
+
+    def record_provider_events(
+        self, events: Sequence[ProviderEvent], *, connection: Connection | None = None
+    ) -> list[ProviderEvent]:
+        """Store the events not stored before (by `sg_event_id`); return those that were new.
+
+        Given a `connection`, the caller acts on the new events in the same transaction: a
+        failure then keeps neither, and the provider's retry brings both back.
+        """
+        if connection is None:
+            with self.transaction() as own:
+                return self.record_provider_events(events, connection=own)
+        insert = (
+            _dialect_insert(connection)(provider_events)
+            .on_conflict_do_nothing(index_elements=["sg_event_id"])
+            .returning(provider_events.c.id)
+        )
+        new = []
+        for event in events:
+            # One row per statement: a returned id tells a new event from a repeat on every
+            # backend (row counts do not), and a repeat within the same delivery is caught too.
+            if connection.execute(insert, _provider_event_row(event)).first() is not None:
+                new.append(event)
+        return new
+
+    def issue_event_counts(self, issue_id: int) -> dict[str, int]:
+        """How many of each provider event the issue's messages drew, each event counted once."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(provider_events.c.event, sa.func.count())
+                .where(provider_events.c.issue_id == issue_id)
+                .group_by(provider_events.c.event)
+            ).all()
+        counts = dict.fromkeys(SHOWN_EVENTS, 0)
+        counts.update({event: count for event, count in sorted(rows)})
+        return counts
+
 
 def _article_key(article: Article) -> str:
     return article.canonical_url or article.url
@@ -596,6 +657,18 @@ def _article_row(article: Article, now: datetime) -> dict[str, Any]:
         "origin": article.origin,
         "published": article.published,
         "fetched": now,
+    }
+
+
+def _provider_event_row(event: ProviderEvent) -> dict[str, Any]:
+    return {
+        "sg_event_id": event.sg_event_id,
+        "event": event.event,
+        "issue_id": event.issue_id,
+        "subscriber_id": event.subscriber_id,
+        "email": event.email,
+        "at": event.at,
+        "raw": event.raw,
     }
 
 

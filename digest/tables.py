@@ -138,3 +138,23 @@ outbox = Table(
     UniqueConstraint("issue_id", "subscriber_id", name="uq_outbox_issue_subscriber"),
     Index("ix_outbox_issue_state", "issue_id", "state"),
 )
+
+# What the mail provider reported about each message (the SendGrid event webhook). Providers
+# deliver events more than once: the unique event id makes a retried delivery change nothing.
+# No foreign keys: an event may name an issue or subscriber this database never had.
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sg_event_id", String(100), nullable=False),
+    # delivered | open | click | deferred | bounce | dropped | spamreport | unsubscribe | …
+    Column("event", String(40), nullable=False),
+    Column("issue_id", Integer, nullable=True),
+    Column("subscriber_id", Integer, nullable=True),
+    Column("email", String(320), nullable=False, default=""),
+    Column("at", UTCDateTime, nullable=False),
+    # The event as received, cut short: for an operator to read, not for code to parse.
+    Column("raw", Text, nullable=False, default=""),
+    UniqueConstraint("sg_event_id", name="uq_provider_events_sg_event_id"),
+    Index("ix_provider_events_issue_event", "issue_id", "event"),
+)

@@ -215,6 +215,7 @@ def test_step_by_step_commands_work_on_the_demo_folder(tmp_path: Path) -> None:
         "failed": 0,
         "unknown": 0,
         "queued": 0,
+        "paused": "",
     }
     status = json.loads(runner.invoke(app, [*config, "status", "1", "--json"]).stdout)
     assert status["status"] == "sent" and status["sent"] == 20

@@ -21,7 +21,7 @@ class MailBackend(Protocol):
 
 
 def backend_from_url(url: str) -> MailBackend:
-    """file:///abs/outbox · smtp://user:pass@host:port?starttls=1 · smtps://…"""
+    """file:///abs/outbox · smtp://user:pass@host:port?starttls=1 · smtps://… · sendgrid://"""
     parts = urlsplit(url)
     if parts.scheme == "file":
         from digest.deliver.file import FileBackend
@@ -39,6 +39,7 @@ def backend_from_url(url: str) -> MailBackend:
         try:
             port = parts.port or (465 if parts.scheme == "smtps" else 25)
             timeout = float(query.get("timeout", ["30"])[0])
+            connections = int(query.get("connections", ["1"])[0])
         except ValueError as error:
             # urllib's message quotes the bad part only, never the password.
             raise ConfigError(f"mail url {_redact(url)!r}: {error}") from error
@@ -57,12 +58,12 @@ def backend_from_url(url: str) -> MailBackend:
             use_tls=use_tls,
             starttls=starttls,
             timeout=timeout,
+            connections=connections,
         )
     if parts.scheme == "sendgrid":
-        raise ConfigError(
-            "mail url sendgrid://: the SendGrid backend is not available in this version; "
-            "use smtp:// (SendGrid's SMTP relay works) or file://"
-        )
+        from digest.deliver.sendgrid import backend_from_sendgrid_url
+
+        return backend_from_sendgrid_url(url)
     raise ConfigError(f"mail url {_redact(url)!r}: scheme must be file, smtp, smtps or sendgrid")
 
 

@@ -66,6 +66,8 @@ class _MessagePolicy(EmailPolicy):
 
 
 MESSAGE_POLICY = _MessagePolicy(max_line_length=76)
+# SMTP wants CRLF line ends; the rest is the message's own policy.
+WIRE_POLICY = MESSAGE_POLICY.clone(linesep="\r\n")
 
 
 def to_email_message(message: OutgoingMessage, *, date: datetime) -> EmailMessage:

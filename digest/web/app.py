@@ -29,6 +29,7 @@ from digest.web.preferences import preferences_routes
 from digest.web.ratelimit import RateLimit, TokenBuckets
 from digest.web.signup import signup_routes
 from digest.web.site import ListInfo, NoticeSender, Site, consent_from
+from digest.web.webhooks import EventWebhook, webhook_routes
 from subscribers import service
 from subscribers.models import Consent, Subscription
 from subscribers.service import SubscriberError
@@ -66,6 +67,7 @@ def create_app(
     lists: Mapping[str, ListInfo] | None = None,
     mailer: NoticeSender | None = None,
     rate_limit: RateLimit | None = None,
+    event_webhook: EventWebhook | None = None,
 ) -> FastAPI:
     """The ASGI app; `publication` names the sender on every page.
 
@@ -73,6 +75,7 @@ def create_app(
     `lists` are the lists people may subscribe to (the first is /subscribe's), `mailer` sends
     the confirm, welcome and preferences-changed emails; without a mailer the app serves only
     unsubscribe links and issues. `rate_limit` bounds subscribe requests per client address.
+    `event_webhook` enables `POST /webhooks/sendgrid` (digest/web/webhooks.py).
     """
     if not secret_key:
         raise ValueError("secret_key must not be empty: it verifies unsubscribe links")
@@ -135,6 +138,7 @@ def create_app(
         )
         app.include_router(signup_routes(site))
         app.include_router(preferences_routes(site))
+    app.include_router(webhook_routes(event_webhook, clock))
     return app
 
 

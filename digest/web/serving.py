@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from digest.store import Store
 from digest.web.app import create_app, utc_now
 from digest.web.ratelimit import RateLimit
 from digest.web.site import offered_lists
+from digest.web.webhooks import event_webhook_from_env
 from subscribers.service import ensure_list
 
 
@@ -24,10 +26,12 @@ def public_app(
     *,
     clock: Callable[[], datetime] = utc_now,
     rate_limit: RateLimit | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> FastAPI:
     """Every configured list open for subscription, its emails sent through the mail backend.
 
     `rate_limit` bounds subscribe requests per client address (default: RateLimit()).
+    SENDGRID_WEBHOOK_PUBLIC_KEY in `environ` turns on the SendGrid event webhook.
     """
     secret_key = settings.require_secret_key()
     lists = offered_lists(settings.digests)
@@ -44,4 +48,5 @@ def public_app(
         lists=lists,
         mailer=NoticeMailer(settings, backend_from_url(settings.mail_url)),
         rate_limit=rate_limit,
+        event_webhook=event_webhook_from_env(environ, store, settings.digests),
     )

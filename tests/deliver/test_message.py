@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import email
+import quopri
+import random
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -12,6 +15,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from digest.deliver.message import (
+    WIRE_POLICY,
     list_id,
     message_id,
     sender_domain,
@@ -19,8 +23,10 @@ from digest.deliver.message import (
     unsubscribe_headers,
     unsubscribe_mailto,
 )
+from digest.deliver.mime import FastEncoder, quoted_printable
 from digest.errors import DeliveryError
-from digest.models import OutgoingMessage
+from digest.models import OutgoingMessage, SharedBody
+from digest.render.markers import escape_html, keep_text, marker, split_markers
 
 DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 SENDER = "Weekly News <digest@news.example.org>"
@@ -181,3 +187,136 @@ def test_a_header_cannot_smuggle_in_another_header() -> None:
     headers = {**outgoing().headers, "Reply-To": "editor@example.org\r\nBcc: everyone@example.org"}
     with pytest.raises(DeliveryError):
         to_email_message(outgoing(headers=headers), date=DATE)
+
+
+# --- the fast encoder: the same message, parsed back, as the email package builds ----------
+
+NONCE = "0123456789abcdef"
+PIECES = [
+    "Week 10",
+    "Rain again.",
+    "Ünïcödé cell ✓",
+    "مرحبا بالعالم، هذا ملخص الأسبوع",
+    "emoji 🎉🚀 and 東京",
+    "a=b&c=d ==",
+    "x" * 90,
+    "word " * 30,
+    "trailing space ",
+    "tab\tend\t",
+    ".",
+    "",
+    "From the desk",
+    "=_",
+    '<p style="color:#333">' + "ab" * 50 + "</p>",
+]
+VALUES = [
+    "",
+    " ",
+    "Ann",
+    'Zoë & "Bob" <b>',
+    "سارة",
+    "👩‍💻 dev",
+    "https://news.example.org/u/" + TOKEN + "?a=1&b=2",
+    "=" * 80,
+]
+
+
+FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
+
+
+def random_variant(rng: random.Random, number: int) -> tuple[SharedBody, str]:
+    """A variant's body with random chunks, markers and line breaks, and its subject."""
+
+    def body(nonce: str, newline: str) -> str:
+        out: list[str] = []
+        for _ in range(rng.randint(0, 14)):
+            choice = rng.random()
+            if choice < 0.3:
+                default = rng.choice(["", "there", "Lieber Leser ✓", "a=b"])
+                out.append(marker(nonce, rng.choice(FIELDS), default))
+            elif choice < 0.5:
+                out.append(newline)
+            else:
+                out.append(rng.choice(PIECES))
+        return "".join(out)
+
+    nonce = f"{number:016x}"
+    shared = SharedBody(nonce, body(nonce, "\n"), body(nonce, rng.choice(["\n", "\r\n", "\r"])))
+    subject = rng.choice(["Week 10: rain", "Die Woche in Köln – Überblick ✓ " * 3, "عاجل 🎉"])
+    return shared, subject
+
+
+def shared_message(
+    rng: random.Random, delivery: int, variant: tuple[SharedBody, str]
+) -> OutgoingMessage:
+    """One reader's message of `variant`, with random personal values."""
+    shared, subject = variant
+    values = {field: rng.choice(VALUES) for field in FIELDS}
+    values["email"] = f"reader{delivery}@example.com"
+    return outgoing(
+        delivery_id=str(delivery),
+        to=values["email"],
+        subject=subject,
+        html=split_markers(shared.html, shared.nonce).fill(values, escape_html),
+        text=split_markers(shared.text, shared.nonce).fill(values, keep_text),
+        shared=shared,
+        personal=values,
+    )
+
+
+def comparable(raw: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """Headers (Content-Type without its boundary) and each part's type, encoding and text."""
+    message = email.message_from_bytes(raw, policy=default_policy)
+    headers = [(name, str(value)) for name, value in message.items() if name != "Content-Type"]
+    headers.append(("Content-Type", message.get_content_type()))
+    parts = [
+        (p.get_content_type(), str(p["Content-Transfer-Encoding"]), p.get_content())
+        for p in message.iter_parts()  # type: ignore[attr-defined]
+    ]
+    return headers, parts
+
+
+def test_the_fast_encoder_gives_the_same_message_as_the_email_package() -> None:
+    rng = random.Random(7)
+    variants = [random_variant(rng, number) for number in range(40)]
+    encoder = FastEncoder()
+    fast_count = 0
+    for delivery in range(400):
+        message = shared_message(rng, delivery, rng.choice(variants))
+        slow = to_email_message(message, date=DATE).as_bytes(policy=WIRE_POLICY)
+        fast = encoder.encode(message, date=DATE)
+        if fast is None:
+            continue
+        fast_count += 1
+        fast.decode("ascii")  # 7-bit clean
+        assert comparable(fast) == comparable(slow), delivery
+        body = fast.split(b"\r\n\r\n", 1)[1]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76
+        # Receivers strip white space at the end of a line: it must be encoded there.
+        assert not re.search(rb"[ \t]\r\n", body)
+    # Only the odd variant (a lone "\r" right before a marker) goes the slow way.
+    assert fast_count > 300
+
+
+def test_a_message_without_a_shared_body_or_with_an_odd_address_takes_the_slow_path() -> None:
+    encoder = FastEncoder()
+    rng = random.Random(1)
+    message = shared_message(rng, 1, random_variant(rng, 1))
+    assert encoder.encode(message, date=DATE) is not None
+    assert encoder.encode(outgoing(), date=DATE) is None
+    assert encoder.encode(replace(message, to="zoë@example.com"), date=DATE) is None
+    assert encoder.encode(replace(message, to='"a b"@example.com'), date=DATE) is None
+    smuggled = {**message.headers, "Reply-To": "editor@example.org\r\nBcc: all@example.org"}
+    assert encoder.encode(replace(message, headers=smuggled), date=DATE) is None
+    repeated = {**message.headers, "subject": "Another subject"}
+    assert encoder.encode(replace(message, headers=repeated), date=DATE) is None
+
+
+def test_quoted_printable_chunks_concatenate_and_stay_within_76_columns() -> None:
+    pieces = ["a" * 75, "b=", "", " \n", "ü" * 40 + "\n\n", "end "]
+    joined = b"".join(quoted_printable(piece) for piece in pieces)
+    assert max(len(line) for line in joined.split(b"\r\n")) <= 76
+    assert not re.search(rb"[ \t]\r\n", joined)
+    decoded = quopri.decodestring(joined.replace(b"\r\n", b"\n")).decode("utf-8")
+    assert decoded == "".join(pieces)
+    assert b"=_" not in joined

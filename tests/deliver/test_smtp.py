@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import base64
 import email
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digest.deliver.backends import backend_from_url
+from digest.deliver.message import WIRE_POLICY, to_email_message
 from digest.deliver.outbox import deliver_issue
-from digest.deliver.smtp import SmtpBackend
+from digest.deliver.smtp import DkimSigner, SmtpBackend, dkim_from_environment
 from digest.errors import ConfigError, DeliveryError
 from digest.store import Store
 from tests.conftest import MailSink, SmtpServer, free_port
-from tests.deliver.test_message import TOKEN, UNSUBSCRIBE_URL, outgoing
+from tests.deliver.test_message import (
+    TOKEN,
+    UNSUBSCRIBE_URL,
+    comparable,
+    outgoing,
+    random_variant,
+    shared_message,
+)
 from tests.deliver.test_outbox import clock, make_message, queued_issue, readers
 
 DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
@@ -143,6 +157,128 @@ async def test_starttls_is_required_when_asked_for(smtp_server: SmtpServer) -> N
     assert smtp_server.sink.attempts == []
 
 
+async def test_a_pool_of_connections_sends_each_message_once_in_batch_order(
+    smtp_server: SmtpServer,
+) -> None:
+    batch = [outgoing(delivery_id=str(n), to=f"reader{n}@example.com") for n in range(12)]
+    batch[5] = outgoing(delivery_id="5", to="reject-5@example.com")
+
+    results = await backend_for(smtp_server, connections=3).send(batch, date=DATE)
+
+    assert [r.delivery_id for r in results] == [str(n) for n in range(12)]
+    assert [r.state for r in results] == ["sent"] * 5 + ["failed"] + ["sent"] * 6
+    arrived = sorted(r.rcpt_tos[0] for r in smtp_server.sink.received)
+    assert arrived == sorted(f"reader{n}@example.com" for n in range(12) if n != 5)
+
+
+async def test_a_shared_variant_arrives_as_the_email_package_would_build_it(
+    smtp_server: SmtpServer,
+) -> None:
+    rng = random.Random(3)
+    variant = random_variant(rng, 1)
+    batch = [shared_message(rng, n, variant) for n in range(20)]
+
+    results = await backend_for(smtp_server, connections=2).send(batch, date=DATE)
+
+    assert {r.state for r in results} == {"sent"}
+    by_recipient = {r.rcpt_tos[0]: r.data for r in smtp_server.sink.received}
+    for message in batch:
+        slow = to_email_message(message, date=DATE).as_bytes(policy=WIRE_POLICY)
+        assert comparable(by_recipient[message.to]) == comparable(slow)
+
+
+# --- DKIM --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dkim_key() -> tuple[bytes, bytes]:
+    """A fresh RSA key: (PEM private key, the DNS TXT record publishing its public half)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def dns_for(record: bytes) -> Callable[..., bytes]:
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"mail2025._domainkey.news.example.org."
+        return record
+
+    return lookup
+
+
+async def test_dkim_signed_messages_verify_against_the_published_key(
+    smtp_server: SmtpServer, dkim_key: tuple[bytes, bytes]
+) -> None:
+    private, record = dkim_key
+    signer = DkimSigner("mail2025", private)
+    rng = random.Random(5)
+    batch = [shared_message(rng, 1, random_variant(rng, 1)), outgoing(delivery_id="2")]
+
+    results = await backend_for(smtp_server, dkim=signer).send(batch, date=DATE)
+
+    assert [r.state for r in results] == ["sent", "sent"]
+    for received in smtp_server.sink.received:
+        assert received.data.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(received.data, dnsfunc=dns_for(record))
+        parsed = email.message_from_bytes(received.data, policy=default_policy)
+        tags = dict(
+            tag.strip().split("=", 1)
+            for tag in str(parsed["DKIM-Signature"]).replace(" ", "").split(";")
+            if tag.strip()
+        )
+        assert (tags["d"], tags["s"], tags["a"], tags["c"]) == (
+            "news.example.org",
+            "mail2025",
+            "rsa-sha256",
+            "relaxed/relaxed",
+        )
+        signed = tags["h"].lower().split(":")
+        for name in ("from", "subject", "date", "to", "message-id", "list-unsubscribe"):
+            assert name in signed
+        assert "list-unsubscribe-post" in signed
+        # A changed Subject no longer verifies.
+        tampered = received.data.replace(b"Subject: ", b"Subject: Re: ", 1)
+        assert not dkim.verify(tampered, dnsfunc=dns_for(record))
+
+
+def test_dkim_is_configured_by_the_environment(
+    tmp_path: Path, dkim_key: tuple[bytes, bytes]
+) -> None:
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(dkim_key[0])
+    environ = {"DIGEST_DKIM_KEY_FILE": str(key_file), "DIGEST_DKIM_SELECTOR": "mail2025"}
+    assert dkim_from_environment(environ) == DkimSigner("mail2025", dkim_key[0])
+    assert dkim_from_environment({}) is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"DIGEST_DKIM_SELECTOR": "mail2025"}, "needs both"),
+        ({"DIGEST_DKIM_KEY_FILE": "/nonexistent/dkim.pem"}, "needs both"),
+        (
+            {"DIGEST_DKIM_KEY_FILE": "/nonexistent/dkim.pem", "DIGEST_DKIM_SELECTOR": "s1"},
+            "/nonexistent/dkim.pem",
+        ),
+        ({"DIGEST_DKIM_KEY_FILE": __file__, "DIGEST_DKIM_SELECTOR": "s1"}, "not a PEM"),
+        ({"DIGEST_DKIM_KEY_FILE": __file__, "DIGEST_DKIM_SELECTOR": "a b"}, "not a DNS label"),
+    ],
+)
+def test_a_bad_dkim_setting_is_one_config_error_line(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected) as raised:
+        dkim_from_environment(environ)
+    assert "\n" not in str(raised.value)
+
+
 # --- logging in ----------------------------------------------------------------------------
 
 
@@ -197,8 +333,12 @@ async def test_a_wrong_password_stops_the_send_without_echoing_it(
 
 
 def test_smtp_url_gives_host_port_credentials_and_flags() -> None:
-    backend = backend_from_url("smtp://digest:p%40ss@mail.example.org:2525?starttls=1&timeout=7")
+    backend = backend_from_url(
+        "smtp://digest:p%40ss@mail.example.org:2525?starttls=1&timeout=7&connections=4"
+    )
     assert isinstance(backend, SmtpBackend)
+    assert backend.connections == 4
+    assert backend_from_url("smtp://mail.example.org").connections == 1  # type: ignore[attr-defined]
     assert (backend.host, backend.port, backend.username, backend.password) == (
         "mail.example.org",
         2525,
@@ -235,7 +375,6 @@ def test_smtp_url_defaults(url: str, port: int, use_tls: bool, starttls: bool) -
         ("smtps://digest:s3cret@mail.example.org?starttls=1", "drop starttls=1"),
         ("http://digest:s3cret@mail.example.org", "scheme must be file, smtp, smtps"),
         ("mail.example.org", "scheme must be"),
-        ("sendgrid://?host=http://127.0.0.1:8080", "not available"),
     ],
 )
 def test_a_bad_mail_url_is_one_config_error_line_without_the_password(
