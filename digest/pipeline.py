@@ -338,6 +338,10 @@ def preview_notice(
 
 # --- send --------------------------------------------------------------------------------
 
+# Outbox rows claimed at once when the backend does not say: a crash holds at most this many
+# readers as "unknown", and each batch is one transaction to claim and one to settle.
+DEFAULT_BATCH = 100
+
 
 @dataclass(frozen=True, slots=True)
 class QueueReport:
@@ -371,10 +375,14 @@ async def send_issue(
     *,
     clock: Callable[[], datetime],
     retry_unknown: bool = False,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     on_progress: Callable[[int], None] = lambda _done: None,
 ) -> SendReport:
-    """Deliver an issue (an operator's send counts as approval); safe to run again."""
+    """Deliver an issue (an operator's send counts as approval); safe to run again.
+
+    `batch_size` (outbox rows claimed at once) defaults to the backend's own `batch_size`
+    (SendGrid: 1000, one request's worth), else 100.
+    """
     issue = store.load_issue(issue_id)
     if issue is None:
         raise DigestError(f"issue {issue_id}: no such issue")
@@ -392,7 +400,7 @@ async def send_issue(
         MessageFactory(settings, issue),
         backend,
         clock=clock,
-        batch_size=batch_size,
+        batch_size=batch_size or getattr(backend, "batch_size", DEFAULT_BATCH),
         limits=settings.file.mail.send_limits(),
         on_progress=on_progress,
     )

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
+from digest.deliver.file import FileBackend
 from digest.models import Section
 from digest.pipeline import MessageFactory, published_pages, send_issue
 from digest.store import Store
@@ -257,3 +258,32 @@ def test_manage_preferences_in_the_digest_opens_that_reader_s_preferences(demo: 
     assert page.status_code == 200
     assert "celeste.marr@example.net" in page.text
     assert forged.status_code == 400
+
+
+class SevenAtATime:
+    """The file backend, saying it takes seven messages a batch, and noting what it got."""
+
+    batch_size = 7
+
+    def __init__(self, folder: Path) -> None:
+        self.file = FileBackend(folder)
+        self.batches: list[int] = []
+
+    async def send(self, batch: list, *, date: datetime) -> list:
+        self.batches.append(len(batch))
+        return await self.file.send(batch, date=date)
+
+
+async def test_the_outbox_claims_as_many_rows_as_the_backend_takes(
+    demo: dict, tmp_path: Path
+) -> None:
+    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
+    store = Store.open(settings.database_url)
+    issue = store.load_issue(demo["issue_id"])
+    assert issue is not None
+    again, _ = store.save_issue(replace(issue, id=None, period_key="seven-at-a-time"))
+    assert again.id is not None
+    backend = SevenAtATime(tmp_path)
+    report = await send_issue(settings, store, again.id, backend, clock=lambda: datetime.now(UTC))
+    assert report.sent == sum(backend.batches) and backend.batches[0] == 7
+    assert all(size <= 7 for size in backend.batches)

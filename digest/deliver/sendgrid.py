@@ -311,6 +311,9 @@ class Answer:
 class SendGridBackend:
     """Sends each batch as few v3 mail send requests, `connections` of them at a time."""
 
+    # Outbox rows claimed per batch: one request carries up to 1000 readers of a variant.
+    batch_size = 1000
+
     def __init__(
         self,
         *,
