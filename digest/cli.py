@@ -702,7 +702,7 @@ def subscribers_import(
     chosen_list = _list_name(settings, list_name)
     store = open_store(settings)
     now = utc_now()
-    with _open_csv(csv_file) as handle, _byte_progress(disable=json_output) as progress:
+    with _open_csv(csv_file) as handle, _progress(disable=json_output, percent=True) as progress:
         task = progress.add_task(
             f"Importing {csv_file.name}", total=os.fstat(handle.fileno()).st_size
         )
@@ -759,17 +759,6 @@ def _open_csv(path: Path) -> Iterator[TextIO]:
         raise DigestError(f"{path}: cannot read: {error.strerror or error}") from error
     with handle:
         yield handle
-
-
-def _byte_progress(*, disable: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        console=console,
-        transient=True,
-        disable=disable,
-    )
 
 
 def _send_confirmations(
@@ -908,11 +897,12 @@ def subscribers_remove(
     subscribers_forget(ctx, email, json_output=False)
 
 
-def _progress(*, disable: bool) -> Progress:
+def _progress(*, disable: bool, percent: bool = False) -> Progress:
+    """A bar on the console: counted items ("12/40"), or with `percent` a share (bytes read)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn() if percent else MofNCompleteColumn(),
         console=console,
         transient=True,
         disable=disable,

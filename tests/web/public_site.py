@@ -26,6 +26,9 @@ from digest.web.ratelimit import RateLimit
 from digest.web.site import offered_lists
 from subscribers import service, tables
 
+# A browser's user agent, as the consent log records it.
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) Chrome/140.0 Safari/537.36"
+
 SECRET = "web-test-secret"
 BASE_URL = "https://news.example.org"
 START = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from subscribers import service
 from subscribers.tokens import make_preferences_token, make_unsubscribe_token
 from tests.web.public_site import (
+    CHROME,
     SECRET,
     Site,
     add_active,
@@ -22,8 +23,6 @@ from tests.web.public_site import (
     subscription_of,
     take_mail,
 )
-
-CHROME = "Mozilla/5.0 (X11; Linux x86_64) Chrome/140.0 Safari/537.36"
 
 
 def preferences_url(subscriber_id: int, address: str, list_name: str = "weekly") -> str:

@@ -16,6 +16,7 @@ from digest.web.ratelimit import RateLimit
 from subscribers import service
 from subscribers.tokens import make_confirm_token
 from tests.web.public_site import (
+    CHROME,
     SECRET,
     START,
     TOPICS,
@@ -33,8 +34,6 @@ from tests.web.public_site import (
     subscription_of,
     take_mail,
 )
-
-CHROME = "Mozilla/5.0 (X11; Linux x86_64) Chrome/140.0 Safari/537.36"
 
 
 def subscribe(
