@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 
@@ -103,6 +105,10 @@ issues = Table(
     Column("intro", Text, nullable=False, default=""),
     # 1, 2, 3, … per digest, in the order issues are built; shown in the email header.
     Column("number", Integer, nullable=False, server_default="0"),
+    # The editor's subject line; empty means the template's own (the issue's title).
+    Column("subject", Text, nullable=False, server_default=""),
+    # An approved issue is sent at this time, or at once when it is NULL.
+    Column("send_after", UTCDateTime, nullable=True),
     # draft → approved → sending → sent | cancelled
     Column("status", String(20), nullable=False, default="draft"),
     Column("created", UTCDateTime, nullable=False),
@@ -118,6 +124,8 @@ issue_items = Table(
     Column("article_id", ForeignKey("articles.id"), primary_key=True),
     Column("position", Integer, nullable=False),
     Column("section", String(200), nullable=False),
+    # Pinned items stay first in their section whatever the ranking does.
+    Column("pinned", Boolean, nullable=False, server_default=false()),
 )
 
 outbox = Table(

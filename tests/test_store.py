@@ -79,7 +79,7 @@ def test_open_migrates_a_new_database(store: Store) -> None:
     } <= tables
     with store.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    assert [row[0] for row in versions] == ["0006"]
+    assert [row[0] for row in versions] == ["0007"]
 
 
 def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
@@ -92,7 +92,7 @@ def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
         assert list(again.articles_by_id(["id1"])) == ["id1"]
         with again.engine.connect() as connection:
             versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        assert [row[0] for row in versions] == ["0006"]
+        assert [row[0] for row in versions] == ["0007"]
     finally:
         again.engine.dispose()
 
