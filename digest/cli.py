@@ -561,13 +561,14 @@ def run(
     digest_name: Annotated[str | None, typer.Option("--digest", help="Which digest.")] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Once: fetch, build this period's issue, and send it if the digest auto-approves."""
+    """Once, for cron: fetch; build each digest's issue for its latest schedule slot and send
+    it (auto-approve, inside send_window, not later than late_after); send approved issues due."""
     from digest.deliver.backends import backend_from_url
-    from digest.pipeline import run_once
+    from digest.pipeline import describe_run, run_scheduled
 
     settings = settings_from(ctx)
     result = asyncio.run(
-        run_once(
+        run_scheduled(
             settings,
             open_store(settings),
             backend_from_url(settings.mail_url),
@@ -578,7 +579,9 @@ def run(
     if json_output:
         emit_json(result.to_json())
         return
-    console.print(result.summary())
+    console.print(result.summary().splitlines()[0])  # the fetch line
+    for digest_run in result.digests:
+        console.print(describe_run(digest_run), highlight=False)
 
 
 @app.command()
@@ -587,15 +590,32 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler", help="Web only: for extra web processes beside one that schedules."
+        ),
+    ] = False,
 ) -> None:
-    """Serve the public pages: subscribe, confirm, preferences, unsubscribe, issues' web pages."""
+    """Serve the public pages: subscribe, confirm, preferences, unsubscribe, issues' web pages;
+    and run the scheduler (fetch every source, build and send each digest at its times)."""
     import uvicorn
 
     from digest.web.serving import public_app
 
     settings = settings_from(ctx)
-    web = public_app(settings, open_store(settings))
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    store = open_store(settings)
+    web = public_app(settings, store)
+    if no_scheduler:
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+        return
+    from digest.schedule import start_scheduler, stop_scheduler
+
+    scheduler = start_scheduler(settings, store)
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+    finally:
+        stop_scheduler(scheduler)
 
 
 # --- subscribers ----------------------------------------------------------------------------

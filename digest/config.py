@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from digest.deliver.limits import SendLimits
 from digest.errors import ConfigError
 from digest.models import Topic
+from digest.slots import parse_send_window, schedule_trigger
 
 SCHEMA_VERSION = 1
 
@@ -85,6 +86,9 @@ class SourceConfig(_Strict):
     weight: float = Field(
         default=1.0, ge=0, le=10, description="How strongly its stories rank (1 = neutral)."
     )
+    every: int = Field(
+        default=60, ge=1, le=10080, description="Minutes between fetches under `digest serve`."
+    )
 
 
 class DigestConfig(_Strict):
@@ -122,7 +126,31 @@ class DigestConfig(_Strict):
         description="Editor topics in file order, or every section by weight.",
     )
     auto_approve: bool = Field(default=True, description="Send without an editor's approval.")
+    late_after: float = Field(
+        default=12, gt=0, description="Hours after its slot an issue is still sent by itself."
+    )
+    send_window: str = Field(
+        default="", description='Local hours sending may happen, e.g. "08:00-20:00" (empty: any).'
+    )
+    editors: tuple[str, ...] = Field(
+        default=(), description="Addresses told when an issue waits for approval."
+    )
     topics: tuple[TopicConfig, ...] = Field(default=(), description="Sections, by priority.")
+
+    @field_validator("send_window")
+    @classmethod
+    def _valid_send_window(cls, value: str) -> str:
+        if value.strip():
+            parse_send_window(value)
+        return value.strip()
+
+    @field_validator("editors")
+    @classmethod
+    def _editor_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not re.match(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", address):
+                raise ValueError(f"{address!r} is not an email address")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -153,6 +181,7 @@ class DigestConfig(_Strict):
     def _five_fields(cls, value: str) -> str:
         if len(value.split()) != 5:
             raise ValueError(f"schedule must be a 5-field crontab line, not {value!r}")
+        schedule_trigger(value, ZoneInfo("UTC"))  # a bad field fails at load, not at 8 am
         return value
 
     @property
@@ -207,6 +236,18 @@ class FetchConfig(_Strict):
     )
 
 
+class SchedulerConfig(_Strict):
+    misfire_grace: int = Field(
+        default=60,
+        ge=1,
+        le=10080,
+        description="Minutes a missed job may run late (after a restart); later runs are skipped.",
+    )
+    due_every: int = Field(
+        default=1, ge=1, le=60, description="Minutes between checks for approved issues to send."
+    )
+
+
 class FileSettings(_Strict):
     version: Literal[1] = Field(description="Schema version of this file.")
     name: str = Field(default="digest", description="Publication name, used in List-Id.")
@@ -238,6 +279,9 @@ class FileSettings(_Strict):
         return value
 
     fetch: FetchConfig = Field(default_factory=FetchConfig, description="Limits on every download.")
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig, description="How `digest serve` runs its jobs."
+    )
     sources: tuple[SourceConfig, ...] = Field(default=(), description="Where articles come from.")
     digests: tuple[DigestConfig, ...] = Field(default=(), description="What is sent, to whom.")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from digest.assemble import (
@@ -42,11 +42,19 @@ from digest.render.environment import template_environment
 from digest.render.issue import (
     RenderContext,
     RenderedIssue,
-    personalise,
     render_issue,
     render_web_version,
 )
 from digest.render.markers import PERSONAL_FIELDS
+from digest.review import tell_editors
+from digest.slots import (
+    SendRule,
+    due_issues,
+    latest_slot,
+    parse_send_window,
+    schedule_trigger,
+    slot_decision,
+)
 from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience_for
@@ -197,7 +205,10 @@ class MessageFactory:
         self.secret = settings.require_secret_key()
         self.env = template_environment(settings.templates_dir, locale=self.digest.locale)
         self.context = render_context(settings, self.digest, issue.id)
+        self.list_id = list_id(self.digest.title, self.digest.list_name, self.domain)
+        self.reply_to = settings.file.mail.reply_to
         self._variants: dict[tuple[str, ...], RenderedIssue] = {}
+        self._shared: dict[tuple[str, ...], tuple[RenderedIssue, SharedBody] | None] = {}
 
     def variant(self, topics: Sequence[str]) -> tuple[Issue, RenderedIssue | None]:
         """The issue as this topic choice sees it, rendered (None when it would be empty)."""
@@ -215,6 +226,18 @@ class MessageFactory:
             self._variants[key] = rendered
         return issue, self._variants[key]
 
+    def shared_body(self, topics: Sequence[str]) -> tuple[RenderedIssue, SharedBody] | None:
+        """The variant for this exact topic list and its shared body, looked up once per list."""
+        choice = tuple(topics)
+        if choice not in self._shared:
+            _issue, rendered = self.variant(choice)
+            self._shared[choice] = (
+                None
+                if rendered is None
+                else (rendered, SharedBody(rendered.nonce, rendered.html, rendered.text))
+            )
+        return self._shared[choice]
+
     def personal_values(self, subscriber_id: int, email: str) -> dict[str, str]:
         list_name = self.digest.list_name
         token = make_unsubscribe_token(self.secret, subscriber_id, list_name)
@@ -229,30 +252,28 @@ class MessageFactory:
         }
 
     def __call__(self, row: OutboxRow) -> OutgoingMessage:
-        _issue, rendered = self.variant(row.topics)
-        if rendered is None:
+        variant = self.shared_body(row.topics)
+        if variant is None:
             raise DigestError(f"issue {self.issue.id}: nothing to send to {row.email}")
+        rendered, shared = variant
         values = self.personal_values(row.subscriber_id, row.email)
-        html, text = personalise(rendered, values)
-        delivery_id = str(row.id)
         headers = {
             "Message-ID": message_id(self.domain, self.issue.id or 0, row.subscriber_id),
-            "List-Id": list_id(self.digest.title, self.digest.list_name, self.domain),
+            "List-Id": self.list_id,
             **unsubscribe_headers(
                 values["unsubscribe_url"], unsubscribe_mailto(self.sender, values["token"])
             ),
         }
-        if self.settings.file.mail.reply_to:
-            headers["Reply-To"] = self.settings.file.mail.reply_to
+        if self.reply_to:
+            headers["Reply-To"] = self.reply_to
+        # The personalised html and text are made only if the backend reads them.
         return OutgoingMessage(
-            delivery_id=delivery_id,
+            delivery_id=str(row.id),
             to=row.email,
             sender=self.sender,
             subject=rendered.subject,
-            html=html,
-            text=text,
             headers=headers,
-            shared=SharedBody(rendered.nonce, rendered.html, rendered.text),
+            shared=shared,
             personal={field: values[field] for field in PERSONAL_FIELDS if field in values},
         )
 
@@ -363,7 +384,14 @@ def queue_issue(settings: Settings, store: Store, issue: Issue, *, now: datetime
         if variant.article_count == 0:
             skipped += 1
             continue
-        owed.append(QueuedRecipient(recipient.subscriber_id, recipient.email, recipient.topics))
+        owed.append(
+            QueuedRecipient(
+                recipient.subscriber_id,
+                recipient.email,
+                recipient.topics,
+                message_id(factory.domain, issue.id, recipient.subscriber_id),
+            )
+        )
     return QueueReport(queued=store.queue_recipients(issue.id, owed, now=now), skipped=skipped)
 
 
@@ -508,3 +536,142 @@ async def run_once(
         report = await send_issue(settings, store, issue.id, backend, clock=clock)
         runs.append(DigestRun(digest.name, issue, created, report))
     return RunReport(fetch=fetched, digests=tuple(runs))
+
+
+# --- scheduled runs: `digest serve`'s jobs and cron's `digest run` (decisions: digest/slots.py)
+
+
+def send_rule(digest: DigestConfig) -> SendRule:
+    """The digest's late cut-off and send window, as the slot decisions take them."""
+    window = parse_send_window(digest.send_window) if digest.send_window else None
+    return SendRule(late_after=timedelta(hours=digest.late_after), zone=digest.zone, window=window)
+
+
+def digest_slot(digest: DigestConfig, now: datetime) -> datetime | None:
+    """The digest's newest schedule slot at or before `now` (UTC)."""
+    return latest_slot(schedule_trigger(digest.schedule, digest.zone), now)
+
+
+async def run_digest_slot(
+    settings: Settings,
+    store: Store,
+    backend: MailBackend,
+    digest: DigestConfig,
+    *,
+    slot: datetime,
+    clock: Callable[[], datetime],
+) -> DigestRun:
+    """The issue of `slot`'s period: built once (whoever runs first), then sent, approved for
+    the send window, or left for an editor (who is emailed the review link), saying why.
+
+    The period comes from the slot, not the clock, so a late run builds the punctual issue.
+    """
+    try:
+        issue, created = build_issue(digest, store, now=slot, sources=settings.sources)
+    except DigestError as error:  # NothingNew among them: logged, no issue
+        return DigestRun(digest.name, None, False, None, note=str(error))
+    assert issue.id is not None
+    status = store.issue_status(issue.id)
+    if status in ("approved", "sent", "cancelled"):
+        note = "approved; sent when due" if status == "approved" else f"already {status}"
+        return DigestRun(digest.name, issue, created, None, note=note)
+    decision = slot_decision(send_rule(digest), slot, clock())
+    if status == "draft" and not digest.auto_approve:
+        if created:
+            await tell_editors(
+                settings, digest, issue, backend, reason="auto_approve is off", now=clock()
+            )
+        return DigestRun(digest.name, issue, created, None, note="waits for approval")
+    if decision.action == "hold":
+        log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, decision.reason)
+        if created:
+            await tell_editors(
+                settings, digest, issue, backend, reason=decision.reason, now=clock()
+            )
+        return DigestRun(digest.name, issue, created, None, note=decision.reason)
+    if decision.action == "wait" and status == "draft":
+        assert decision.at is not None
+        store.approve_draft_for_later(issue.id, send_after=decision.at, now=clock())
+        log.info("digest=%s issue=%s %s", digest.name, issue.id, decision.reason)
+        return DigestRun(digest.name, issue, created, None, note=decision.reason)
+    # A draft to auto-approve, or a send another run began (resuming sends no one twice).
+    report = await send_issue(settings, store, issue.id, backend, clock=clock)
+    return DigestRun(digest.name, issue, created, report)
+
+
+async def send_due(
+    settings: Settings,
+    store: Store,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+    digest_name: str | None = None,
+) -> list[DigestRun]:
+    """Send the approved issues whose time has come (inside their window, not too late).
+
+    One too late goes back to draft, and its editors are told (once: by the run that moved it).
+    """
+    digests = {d.name: d for d in settings.digests if digest_name in (None, d.name)}
+    rules = {name: send_rule(digest) for name, digest in digests.items()}
+    runs: list[DigestRun] = []
+    for approved, decision in due_issues(store.approved_issues(), rules, clock()):
+        if decision.action == "wait":
+            continue
+        digest = digests[approved.digest]
+        issue = store.load_issue(approved.issue_id)
+        assert issue is not None
+        if decision.action == "hold":
+            if store.hold_approved(approved.issue_id, now=clock()):
+                log.warning(
+                    "digest=%s issue=%s not sent: %s", digest.name, issue.id, decision.reason
+                )
+                await tell_editors(
+                    settings, digest, issue, backend, reason=decision.reason, now=clock()
+                )
+            runs.append(DigestRun(digest.name, issue, False, None, note=decision.reason))
+            continue
+        try:
+            report = await send_issue(settings, store, approved.issue_id, backend, clock=clock)
+        except DigestError as error:
+            log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, error)
+            runs.append(DigestRun(digest.name, issue, False, None, note=str(error)))
+            continue
+        runs.append(DigestRun(digest.name, issue, False, report))
+    return runs
+
+
+async def run_scheduled(
+    settings: Settings,
+    store: Store,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+    digest_name: str | None = None,
+) -> RunReport:
+    """`digest run`, for cron: fetch, each digest's latest slot (see run_digest_slot), then
+    the approved issues that are due. Running it again, or from two hosts, sends nobody twice."""
+    fetched = await fetch_sources(settings, store, clock=clock)
+    chosen = [settings.digest(digest_name)] if digest_name else list(settings.digests)
+    runs: list[DigestRun] = []
+    for digest in chosen:
+        slot = digest_slot(digest, clock())
+        if slot is None:
+            runs.append(DigestRun(digest.name, None, False, None, note="no slot in 5 years"))
+            continue
+        runs.append(await run_digest_slot(settings, store, backend, digest, slot=slot, clock=clock))
+    runs.extend(await send_due(settings, store, backend, clock=clock, digest_name=digest_name))
+    return RunReport(fetch=fetched, digests=tuple(runs))
+
+
+def describe_run(run: DigestRun) -> str:
+    """One line for an operator: what happened to the digest's issue in a scheduled run."""
+    if run.issue is None:
+        return f"{run.digest}: {run.note}"
+    if run.sent is None and run.note.startswith("late:"):
+        return f"{run.digest}: issue {run.issue.id}: {run.note} (or `digest send {run.issue.id}`)"
+    if run.sent is None:
+        return f"{run.digest}: issue {run.issue.id}: {run.note}"
+    return (
+        f"{run.digest}: issue {run.issue.id}: {run.sent.sent} sent, {run.sent.failed} failed, "
+        f"{run.sent.unknown} unknown, {run.sent.queued} queued"
+    )

@@ -5,13 +5,14 @@ Rows become frozen dataclasses here; SQLAlchemy objects never leave this module.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -19,8 +20,9 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from digest.errors import ConfigError
+from digest.errors import ConfigError, DigestError
 from digest.models import Article, Issue, Section, SendResult
+from digest.slots import ApprovedIssue
 from digest.tables import (
     articles,
     issue_items,
@@ -33,9 +35,15 @@ from digest.tables import (
 
 log = logging.getLogger(__name__)
 
+
+class IssueNotEditable(DigestError):
+    """The issue is sending, sent, cancelled or gone: the editor's change was not made."""
+
+
 LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
 PARAGRAPH_MEMORY = timedelta(days=180)
 SENT_STATUSES = ("sending", "sent")  # an issue in these states has reached (some) readers
+EDITABLE_STATUSES = ("draft", "approved")  # nobody has been sent these yet
 # Provider events `digest status` always shows, even at zero; others appear once they occur.
 SHOWN_EVENTS = ("delivered", "open", "click", "deferred", "bounce", "dropped", "spamreport")
 
@@ -50,6 +58,23 @@ class SourceHealth:
     last_error: str
     defect: str
     articles_seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSummary:
+    """An issue as a list shows it: its state, schedule, size and outbox counts by state."""
+
+    id: int
+    digest: str
+    number: int
+    title: str
+    subject: str
+    status: str
+    created: datetime
+    updated: datetime
+    send_after: datetime | None
+    item_count: int
+    outbox: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +93,7 @@ class QueuedRecipient:
     subscriber_id: int
     email: str
     topics: tuple[str, ...]
+    message_id: str = ""  # the Message-ID every attempt at this copy carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +107,23 @@ class ProviderEvent:
     email: str
     at: datetime
     raw: str
+    delivery_id: int | None = None  # the outbox row, from our custom_args
+    reason: str = ""  # why SendGrid dropped or bounced it, in its words
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedIssue:
+    """An issue that went out, as the archive lists it: `sections` are labels in reading order."""
+
+    id: int
+    digest: str
+    number: int
+    title: str
+    subject: str
+    created: datetime
+    updated: datetime
+    sections: tuple[str, ...]
+    stories: int
 
 
 def create_engine(url: str) -> Engine:
@@ -196,11 +239,9 @@ class Store:
 
     @staticmethod
     def _upsert_source(connection: Connection, name: str, values: dict[str, Any]) -> None:
-        updated = connection.execute(
-            sa.update(sources).where(sources.c.name == name).values(**values)
-        ).rowcount
-        if not updated:
-            connection.execute(sa.insert(sources).values(name=name, **values))
+        # One statement: two schedulers fetching a new source at once would both insert it.
+        insert = _dialect_insert(connection)(sources).values(name=name, **values)
+        connection.execute(insert.on_conflict_do_update(index_elements=["name"], set_=values))
 
     def source_health(self) -> list[SourceHealth]:
         with self.engine.connect() as connection:
@@ -258,7 +299,9 @@ class Store:
         rows = [_article_row(article, now) for article in self.unseen_articles(new)]
         if rows:
             with self.transaction() as connection:
-                connection.execute(sa.insert(articles), rows)
+                # Two schedulers may fetch the same feed at once: the article stored first wins.
+                insert = _dialect_insert(connection)(articles).on_conflict_do_nothing()
+                connection.execute(insert, rows)
         return len(rows)
 
     # --- learned boilerplate ------------------------------------------------------------
@@ -351,19 +394,13 @@ class Store:
                         period_key=issue.period_key,
                         title=issue.title,
                         intro=issue.intro,
+                        subject=issue.subject,
                         status="draft",
                         created=issue.created,
                         updated=issue.created,
                     )
                 ).inserted_primary_key[0]
-                items = [
-                    {"issue_id": issue_id, "article_id": a.id, "position": i, "section": s.label}
-                    for i, (s, a) in enumerate(
-                        (section, article)
-                        for section in issue.sections
-                        for article in section.articles
-                    )
-                ]
+                items = _item_rows(issue_id, issue)
                 if items:
                     connection.execute(sa.insert(issue_items), items)
         except sa.exc.IntegrityError:
@@ -442,7 +479,59 @@ class Store:
             intro=row.intro,
             created=row.created,
             sections=tuple(Section(label, tuple(items)) for label, items in sections.items()),
+            subject=row.subject,
+            pinned=tuple(item.article_id for item in items if item.pinned),
         )
+
+    def published_issues(
+        self, digests: Sequence[str], *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[PublishedIssue], int]:
+        """Issues of `digests` that went out (sending or sent), newest first, from `offset`;
+        and how many there are in all (for the archive's pages)."""
+        published = sa.and_(issues.c.status.in_(SENT_STATUSES), issues.c.digest.in_(digests))
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                sa.select(sa.func.count()).select_from(issues).where(published)
+            ).scalar_one()
+            rows = connection.execute(
+                sa.select(issues)
+                .where(published)
+                .order_by(issues.c.id.desc())
+                .offset(offset)
+                .limit(limit)
+            ).all()
+            # One grouped query for the page: each issue's sections, first-placed first.
+            sections = connection.execute(
+                sa.select(
+                    issue_items.c.issue_id,
+                    issue_items.c.section,
+                    sa.func.min(issue_items.c.position).label("first"),
+                    sa.func.count().label("stories"),
+                )
+                .where(issue_items.c.issue_id.in_([row.id for row in rows]))
+                .group_by(issue_items.c.issue_id, issue_items.c.section)
+                .order_by(issue_items.c.issue_id, "first")
+            ).all()
+        labels: dict[int, list[str]] = {}
+        stories: Counter[int] = Counter()
+        for item in sections:
+            labels.setdefault(item.issue_id, []).append(item.section)
+            stories[item.issue_id] += item.stories
+        page = [
+            PublishedIssue(
+                id=row.id,
+                digest=row.digest,
+                number=row.number,
+                title=row.title,
+                subject=row.subject,
+                created=row.created,
+                updated=row.updated,
+                sections=tuple(labels.get(row.id, ())),
+                stories=stories[row.id],
+            )
+            for row in rows
+        ]
+        return page, total
 
     def issue_status(self, issue_id: int) -> str:
         with self.engine.connect() as connection:
@@ -458,6 +547,96 @@ class Store:
             connection.execute(
                 sa.update(issues).where(issues.c.id == issue_id).values(status=status, updated=now)
             )
+
+    # --- the editor's changes (digest/web/editor.py) ---------------------------------------
+
+    def save_issue_edits(self, issue: Issue, *, now: datetime) -> None:
+        """Store an edited issue's items, sections, pins, intro and subject, in one transaction.
+
+        Only a draft or approved issue changes; an approved one goes back to draft (the approval
+        was for what the editor saw). IssueNotEditable otherwise.
+        """
+        assert issue.id is not None
+        with self.transaction() as connection:
+            changed = connection.execute(
+                sa.update(issues)
+                .where(issues.c.id == issue.id, issues.c.status.in_(EDITABLE_STATUSES))
+                .values(
+                    intro=issue.intro,
+                    subject=issue.subject,
+                    status="draft",
+                    send_after=None,
+                    updated=now,
+                )
+            ).rowcount
+            if not changed:
+                raise IssueNotEditable(self._not_editable(connection, issue.id, "edited"))
+            connection.execute(sa.delete(issue_items).where(issue_items.c.issue_id == issue.id))
+            items = _item_rows(issue.id, issue)
+            if items:
+                connection.execute(sa.insert(issue_items), items)
+
+    def approve_issue(self, issue_id: int, *, send_after: datetime | None, now: datetime) -> None:
+        """Approve a draft (or re-time an approved issue): sent at `send_after`, or at once."""
+        self._move_issue(issue_id, "approved", "approved", now=now, send_after=send_after)
+
+    def cancel_issue(self, issue_id: int, *, now: datetime) -> None:
+        """Cancel an issue nobody has been sent yet (draft or approved)."""
+        self._move_issue(issue_id, "cancelled", "cancelled", now=now, send_after=None)
+
+    def _move_issue(
+        self, issue_id: int, status: str, verb: str, *, now: datetime, send_after: datetime | None
+    ) -> None:
+        with self.transaction() as connection:
+            changed = connection.execute(
+                sa.update(issues)
+                .where(issues.c.id == issue_id, issues.c.status.in_(EDITABLE_STATUSES))
+                .values(status=status, send_after=send_after, updated=now)
+            ).rowcount
+            if not changed:
+                raise IssueNotEditable(self._not_editable(connection, issue_id, verb))
+
+    @staticmethod
+    def _not_editable(connection: Connection, issue_id: int, verb: str) -> str:
+        status = connection.execute(
+            sa.select(issues.c.status).where(issues.c.id == issue_id)
+        ).scalar()
+        if status is None:
+            return f"issue {issue_id}: no such issue"
+        return f"issue {issue_id} is {status}; only a draft or approved issue can be {verb}"
+
+    def issue_summaries(self, limit: int = 100) -> list[IssueSummary]:
+        """The newest issues first, each with its item count and outbox counts by state."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(issues).order_by(issues.c.created.desc(), issues.c.id.desc()).limit(limit)
+            ).all()
+            ids = [row.id for row in rows]
+            items = dict(
+                connection.execute(
+                    sa.select(issue_items.c.issue_id, sa.func.count())
+                    .where(issue_items.c.issue_id.in_(ids))
+                    .group_by(issue_items.c.issue_id)
+                ).all()
+            )
+            states: dict[int, dict[str, int]] = {}
+            for issue_id, state, count in connection.execute(
+                sa.select(outbox.c.issue_id, outbox.c.state, sa.func.count())
+                .where(outbox.c.issue_id.in_(ids))
+                .group_by(outbox.c.issue_id, outbox.c.state)
+            ).all():
+                states.setdefault(issue_id, {})[state] = count
+        return [_issue_summary(row, items.get(row.id, 0), states.get(row.id, {})) for row in rows]
+
+    def issue_summary(self, issue_id: int) -> IssueSummary | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(issues).where(issues.c.id == issue_id)).first()
+            if row is None:
+                return None
+            items = connection.execute(
+                sa.select(sa.func.count()).where(issue_items.c.issue_id == issue_id)
+            ).scalar_one()
+        return _issue_summary(row, items, self.outbox_counts(issue_id))
 
     # --- outbox --------------------------------------------------------------------------
 
@@ -481,13 +660,19 @@ class Store:
                     "email": r.email,
                     "topics": list(r.topics),
                     "state": "queued",
+                    "message_id": r.message_id,
                     "updated": now,
                 }
                 for r in recipients
                 if r.subscriber_id not in present
             ]
             if rows:
-                connection.execute(sa.insert(outbox), rows)
+                # Two schedulers sending the same issue may queue the same readers at once:
+                # the unique (issue, subscriber) keeps one row, and the other insert skips it.
+                insert = _dialect_insert(connection)(outbox).on_conflict_do_nothing(
+                    index_elements=["issue_id", "subscriber_id"]
+                )
+                connection.execute(insert, rows)
         return len(rows)
 
     def claim_queued(self, issue_id: int, limit: int, *, now: datetime) -> list[OutboxRow]:
@@ -517,60 +702,87 @@ class Store:
                 .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
                 .returning(
                     outbox.c.id,
-                    outbox.c.issue_id,
                     outbox.c.subscriber_id,
                     outbox.c.email,
-                    outbox.c.topics,
+                    sa.cast(outbox.c.topics, sa.Text),  # decoded once per distinct list
                     outbox.c.attempts,
                 )
             ).all()
-        return [
-            OutboxRow(
-                id=row.id,
-                issue_id=row.issue_id,
-                subscriber_id=row.subscriber_id,
-                email=row.email,
-                topics=tuple(row.topics),
-                state="sending",
-                attempts=row.attempts,
-            )
-            for row in sorted(rows, key=lambda row: row.id)
-        ]
+        return _outbox_rows(issue_id, sorted(rows), state="sending")
 
-    def record_results(
-        self, results: Sequence[SendResult], message_ids: dict[str, str], *, now: datetime
-    ) -> None:
+    def peek_queued(self, issue_id: int, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        """Up to `limit` queued rows with ids above `after`, in id order, left as they are:
+        a sender builds their messages, then claims them with `claim_rows` as it sends."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(
+                    outbox.c.id,
+                    outbox.c.subscriber_id,
+                    outbox.c.email,
+                    sa.cast(outbox.c.topics, sa.Text),
+                    outbox.c.attempts,
+                )
+                .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
+                .where(outbox.c.id > after)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            ).all()
+        return _outbox_rows(issue_id, rows, state="queued")
+
+    def claim_rows(self, row_ids: Sequence[int], *, now: datetime) -> set[int]:
+        """Move those of `row_ids` still queued to `sending`; returns the ids it moved.
+
+        A row another sender claimed (or settled) meanwhile is not among them.
+        """
+        claimed: set[int] = set()
+        with self.transaction() as connection:
+            for chunk in _chunks(row_ids):
+                claimed.update(
+                    connection.execute(
+                        sa.update(outbox)
+                        .where(outbox.c.id.in_(chunk), outbox.c.state == "queued")
+                        .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
+                        .returning(outbox.c.id)
+                    ).scalars()
+                )
+        return claimed
+
+    def record_results(self, results: Sequence[SendResult], *, now: datetime) -> None:
         """Settle `sending` rows with the backend's answer (delivery_id is the row id).
 
-        One executemany for the batch: a statement per row cost more than sending did.
+        Rows with the same outcome (state, provider id, error; e.g. a SendGrid request's
+        readers) settle in one UPDATE; the rest in one executemany. A statement per row cost
+        more than sending did. A row a provider event already settled stays as it is.
         """
-        if not results:
-            return
-        settle = (
-            sa.update(outbox)
-            .where(outbox.c.id == sa.bindparam("row_id"))
-            .values(
-                state=sa.bindparam("new_state"),
-                provider_id=sa.bindparam("new_provider_id"),
-                last_error=sa.bindparam("new_error"),
-                message_id=sa.bindparam("new_message_id"),
-                updated=now,
-            )
-        )
+        outcomes: dict[tuple[str, str, str], list[int]] = {}
+        for result in results:
+            key = (result.state, result.provider_id, result.error)
+            outcomes.setdefault(key, []).append(int(result.delivery_id))
+        singles = [
+            {"row_id": ids[0], "new_state": state, "new_provider_id": provider, "new_error": error}
+            for (state, provider, error), ids in outcomes.items()
+            if len(ids) == 1
+        ]
         with self.transaction() as connection:
-            connection.execute(
-                settle,
-                [
-                    {
-                        "row_id": int(result.delivery_id),
-                        "new_state": result.state,
-                        "new_provider_id": result.provider_id,
-                        "new_error": result.error,
-                        "new_message_id": message_ids.get(result.delivery_id, ""),
-                    }
-                    for result in results
-                ],
-            )
+            for (state, provider, error), ids in outcomes.items():
+                for chunk in _chunks(ids) if len(ids) > 1 else ():
+                    connection.execute(
+                        sa.update(outbox)
+                        .where(outbox.c.id.in_(chunk), outbox.c.state == "sending")
+                        .values(state=state, provider_id=provider, last_error=error, updated=now)
+                    )
+            if singles:
+                connection.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.id == sa.bindparam("row_id"), outbox.c.state == "sending")
+                    .values(
+                        state=sa.bindparam("new_state"),
+                        provider_id=sa.bindparam("new_provider_id"),
+                        last_error=sa.bindparam("new_error"),
+                        updated=now,
+                    ),
+                    singles,
+                )
 
     def release(self, row_ids: Sequence[int], *, now: datetime) -> None:
         """Give claimed rows back (sending → queued) when nothing was handed to the backend."""
@@ -626,6 +838,34 @@ class Store:
                 new.append(event)
         return new
 
+    def settle_taken(
+        self,
+        row_id: int,
+        issue_id: int,
+        subscriber_id: int,
+        *,
+        now: datetime,
+        connection: Connection | None = None,
+    ) -> bool:
+        """The provider took this row's message: `unknown` or `sending` becomes `sent`.
+
+        The row must be the issue's copy for the subscriber; True if it changed.
+        """
+        if connection is None:
+            with self.transaction() as own:
+                return self.settle_taken(row_id, issue_id, subscriber_id, now=now, connection=own)
+        changed = connection.execute(
+            sa.update(outbox)
+            .where(
+                outbox.c.id == row_id,
+                outbox.c.issue_id == issue_id,
+                outbox.c.subscriber_id == subscriber_id,
+                outbox.c.state.in_(("unknown", "sending")),
+            )
+            .values(state="sent", last_error="", updated=now)
+        )
+        return changed.rowcount == 1
+
     def issue_event_counts(self, issue_id: int) -> dict[str, int]:
         """How many of each provider event the issue's messages drew, each event counted once."""
         with self.engine.connect() as connection:
@@ -638,12 +878,103 @@ class Store:
         counts.update({event: count for event, count in sorted(rows)})
         return counts
 
+    # --- the scheduler (digest/schedule.py, decisions in digest/slots.py) ----------------
+
+    def approved_issues(self) -> list[ApprovedIssue]:
+        """Approved issues waiting to go, oldest first, with their send time (None: at once)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(issues.c.id, issues.c.digest, issues.c.send_after)
+                .where(issues.c.status == "approved")
+                .order_by(issues.c.id)
+            ).all()
+        return [ApprovedIssue(row.id, row.digest, row.send_after) for row in rows]
+
+    def approve_draft_for_later(
+        self, issue_id: int, *, send_after: datetime, now: datetime
+    ) -> bool:
+        """An auto-approved draft waits for its send window: approved, sent at `send_after`.
+
+        False when the issue is no longer a draft (another scheduler or an editor moved it).
+        """
+        with self.transaction() as connection:
+            return bool(
+                connection.execute(
+                    sa.update(issues)
+                    .where(issues.c.id == issue_id, issues.c.status == "draft")
+                    .values(status="approved", send_after=send_after, updated=now)
+                ).rowcount
+            )
+
+    def hold_approved(self, issue_id: int, *, now: datetime) -> bool:
+        """An approved issue too late to send unattended goes back to draft for an editor.
+
+        True only for the one caller that moved it, so editors are told once.
+        """
+        with self.transaction() as connection:
+            return bool(
+                connection.execute(
+                    sa.update(issues)
+                    .where(issues.c.id == issue_id, issues.c.status == "approved")
+                    .values(status="draft", send_after=None, updated=now)
+                ).rowcount
+            )
+
+
+def _item_rows(issue_id: int, issue: Issue) -> list[dict[str, Any]]:
+    """issue_items rows: reading order as `position`, each item's section and pin."""
+    pinned = set(issue.pinned)
+    placed = ((section, article) for section in issue.sections for article in section.articles)
+    return [
+        {
+            "issue_id": issue_id,
+            "article_id": article.id,
+            "position": position,
+            "section": section.label,
+            "pinned": article.id in pinned,
+        }
+        for position, (section, article) in enumerate(placed)
+    ]
+
+
+def _issue_summary(row: Any, item_count: int, states: dict[str, int]) -> IssueSummary:
+    counts = {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "unknown": 0, **states}
+    return IssueSummary(
+        id=row.id,
+        digest=row.digest,
+        number=row.number,
+        title=row.title,
+        subject=row.subject,
+        status=row.status,
+        created=row.created,
+        updated=row.updated,
+        send_after=row.send_after,
+        item_count=item_count,
+        outbox=counts,
+    )
+
 
 def _article_key(article: Article) -> str:
     return article.canonical_url or article.url
 
 
-def _chunks(values: Sequence[str], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[str]]:
+def _outbox_rows(issue_id: int, rows: Sequence[Any], *, state: str) -> list[OutboxRow]:
+    """OutboxRows from (id, subscriber_id, email, topics JSON text, attempts) tuples."""
+    # A send's rows share a few topic lists: each distinct one is decoded once.
+    topic_lists: dict[str, tuple[str, ...]] = {}
+    found = []
+    for row_id, subscriber_id, email, topics_json, attempts in rows:
+        topics = topic_lists.get(topics_json)
+        if topics is None:
+            topics = topic_lists[topics_json] = tuple(json.loads(topics_json or "[]"))
+        found.append(OutboxRow(row_id, issue_id, subscriber_id, email, topics, state, attempts))
+    return found
+
+
+T = TypeVar("T")
+
+
+def _chunks(values: Sequence[T], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 

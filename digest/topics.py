@@ -8,10 +8,13 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from digest.clustering import Embedder, cluster_articles
 from digest.errors import DigestError
 from digest.models import OTHER_NEWS, Article, Section, Topic
+
+if TYPE_CHECKING:
+    from digest.clustering import Embedder
 
 # Below this many unclaimed articles a clustering says more about noise than about topics.
 MIN_ARTICLES_TO_CLUSTER = 6
@@ -155,6 +158,10 @@ def group_by_topic(
     automatic: list[Section] = []
     leftovers = unclaimed
     if len(unclaimed) >= (2 if k is not None else MIN_ARTICLES_TO_CLUSTER):
+        # numpy and scikit-learn load only when a digest clusters (~1.5 s, ~100 MB): a send,
+        # the web app and the scheduler never do.
+        from digest.clustering import cluster_articles
+
         automatic, leftovers = cluster_articles(unclaimed, k, embed=embed)
     taken = {section.label for section in sections} | {OTHER_NEWS}
     for section in _unique_labels(automatic, taken):

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import hmac
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, Signer, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm
@@ -173,7 +176,31 @@ def _base_payload(subscriber_id: int, list_name: str) -> str:
 
 def _signer(secret: str, *, salt: str = "unsubscribe") -> Signer:
     _require_secret(secret)
-    return Signer(secret, salt=salt, digest_method=hashlib.sha256, algorithm=_ShortHMAC())
+    return _cached_signer(secret, salt)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_signer(secret: str, salt: str) -> Signer:
+    # A send signs two tokens per reader: build each signer, and derive its key, once.
+    return _KeyedSigner(secret, salt=salt, digest_method=hashlib.sha256, algorithm=_ShortHMAC())
+
+
+class _KeyedSigner(Signer):
+    """A Signer that derives its key, and keys its HMAC, once instead of on every signature."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._key = super().derive_key()
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        return self._key if secret_key is None else super().derive_key(secret_key)
+
+    def get_signature(self, value: str | bytes) -> bytes:
+        # _ShortHMAC's signature, from a copy of the keyed HMAC.
+        mac = self._keyed.copy()
+        mac.update(value.encode("utf-8") if isinstance(value, str) else value)
+        return base64.urlsafe_b64encode(mac.digest()[:16]).rstrip(b"=")
 
 
 def _require_secret(secret: str) -> None:

@@ -7,6 +7,7 @@ import email
 import json
 import logging
 import re
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -95,6 +96,10 @@ def test_each_message_has_the_headers_receivers_require(demo: dict) -> None:
         parts = [part.get_content_type() for part in message.iter_parts()]
         assert parts == ["text/plain", "text/html"]
     assert len(message_ids) == 20
+    # The outbox row of each copy names the Message-ID that copy went out with.
+    with sqlite3.connect(Path(demo["folder"]) / "digest.db") as database:
+        recorded = {row[0] for row in database.execute("SELECT message_id FROM outbox")}
+    assert recorded == message_ids
 
 
 def test_messages_carry_the_issue_with_a_preheader_and_working_links(demo: dict) -> None:

@@ -23,6 +23,7 @@ from digest.config import (
     FetchConfig,
     FileSettings,
     MailConfig,
+    SchedulerConfig,
     Settings,
     SourceConfig,
     TopicConfig,
@@ -490,8 +491,10 @@ def test_written_config_shows_every_setting_an_operator_can_use(tmp_path: Path, 
         "fetch": "[fetch]",
         "sources": "[[sources]]",
         "digests": "[[digests]]",
+        "scheduler": "[scheduler]",
     }
-    for model in (FileSettings, MailConfig, FetchConfig, SourceConfig, DigestConfig, TopicConfig):
+    models = (FileSettings, MailConfig, FetchConfig, SchedulerConfig, SourceConfig, DigestConfig)
+    for model in (*models, TopicConfig):
         for field in model.model_fields:
             if field in tables:
                 assert tables[field] in text, field

@@ -413,16 +413,15 @@ def test_record_results_settles_claimed_rows(store: Store) -> None:
             SendResult(ids[2], "unknown", error="connection reset"),
             SendResult(ids[3], "queued", error="451 try later"),
         ],
-        {ids[0]: "<m0@example.org>", ids[1]: "<m1@example.org>"},
         now=NOW,
     )
 
     settled = outbox_rows(store, issue_id)
-    assert [(r.state, r.provider_id, r.last_error, r.message_id) for r in settled] == [
-        ("sent", "250 accepted", "", "<m0@example.org>"),
-        ("failed", "", "550 no such user", "<m1@example.org>"),
-        ("unknown", "", "connection reset", ""),
-        ("queued", "", "451 try later", ""),
+    assert [(r.state, r.provider_id, r.last_error) for r in settled] == [
+        ("sent", "250 accepted", ""),
+        ("failed", "", "550 no such user"),
+        ("unknown", "", "connection reset"),
+        ("queued", "", "451 try later"),
     ]
     assert store.outbox_counts(issue_id) == {
         "queued": 1,
@@ -437,7 +436,7 @@ def test_release_gives_claimed_rows_back_as_never_attempted(store: Store) -> Non
     issue_id = stored_issue(store)
     store.queue_recipients(issue_id, recipients(2), now=NOW)
     rows = store.claim_queued(issue_id, 2, now=NOW)
-    store.record_results([SendResult(str(rows[0].id), "sent")], {}, now=NOW)
+    store.record_results([SendResult(str(rows[0].id), "sent")], now=NOW)
 
     store.release([r.id for r in rows], now=NOW)
 
@@ -453,7 +452,7 @@ def test_requeue_reopens_only_the_states_asked_for(store: Store) -> None:
     store.queue_recipients(issue_id, recipients(4), now=NOW)
     rows = store.claim_queued(issue_id, 3, now=NOW)
     store.record_results(
-        [SendResult(str(rows[0].id), "sent"), SendResult(str(rows[1].id), "unknown")], {}, now=NOW
+        [SendResult(str(rows[0].id), "sent"), SendResult(str(rows[1].id), "unknown")], now=NOW
     )
     # rows[2] stays `sending`, as after a crash; the fourth row was never claimed.
 
@@ -499,3 +498,23 @@ def test_two_claimers_never_take_the_same_row(store: Store) -> None:
             other_sender.commit()
             assert ours.result(timeout=15) == []
     assert store.outbox_counts(issue_id)["sending"] == 3
+
+
+def test_a_request_s_readers_settle_together_and_each_keeps_its_message_id(store: Store) -> None:
+    issue_id = stored_issue(store)
+    people = [
+        QueuedRecipient(n, f"reader{n}@example.com", (), f"<digest.{issue_id}.{n}@example.org>")
+        for n in range(1, 1202)
+    ]
+    store.queue_recipients(issue_id, people, now=NOW)
+    rows = store.claim_queued(issue_id, 1201, now=NOW)
+    results = [SendResult(str(r.id), "sent", provider_id="request-1") for r in rows[:1200]]
+    store.record_results([*results, SendResult(str(rows[1200].id), "failed", error="bad")], now=NOW)
+
+    settled = outbox_rows(store, issue_id)
+    assert {(r.state, r.provider_id) for r in settled[:1200]} == {("sent", "request-1")}
+    assert (settled[1200].state, settled[1200].last_error) == ("failed", "bad")
+    assert [r.message_id for r in settled[:2]] == [
+        f"<digest.{issue_id}.1@example.org>",
+        f"<digest.{issue_id}.2@example.org>",
+    ]

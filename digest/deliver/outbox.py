@@ -1,9 +1,10 @@
 """Sending an issue through the outbox: every recipient at most once, resumable after a crash.
 
-Rows are written before anything is sent (Store.queue_recipients). Each batch is claimed
-(queued → sending) in one transaction before the backend sees it and settled after, so a
-crash at any point leaves a row either `queued` (never attempted: sent on resume) or
-`sending`/`unknown` (maybe sent: held for the operator, never sent again blindly).
+Rows are written before anything is sent (Store.queue_recipients). Each batch is read and its
+messages built while the batch before it is with the backend; it is claimed (queued → sending)
+in one transaction just before the backend sees it, and settled after. So a crash at any point
+leaves a row either `queued` (never attempted: sent on resume) or `sending`/`unknown` (maybe
+sent: held for the operator, never sent again blindly).
 """
 
 from __future__ import annotations
@@ -79,24 +80,29 @@ async def deliver_issue(
     done = 0
     failed_in_a_row = 0
     throttle = Throttle(limits)
-    while rows := store.claim_queued(issue_id, batch_size, now=clock()):
+    # While a batch is with the backend, the next one is read and its messages are built in a
+    # worker thread; its rows are claimed (queued → sending) only when it is handed over, so
+    # a crash never leaves rows `sending` that no backend saw.
+    upcoming = await asyncio.to_thread(_next_batch, store, issue_id, batch_size, 0, make_message)
+    while upcoming is not None:
+        rows, messages = upcoming
         wait = throttle.delay([row.email for row in rows], monotonic())
         if wait > 0:
             await sleep(wait)
+        claimed = store.claim_rows([row.id for row in rows], now=clock())
+        messages = [m for m in messages if int(m.delivery_id) in claimed]
+        sending = asyncio.create_task(
+            _send_with_retries(backend, messages, clock, retry_delay, sleep)
+        )
         try:
-            messages = [make_message(row) for row in rows]
+            upcoming = await asyncio.to_thread(
+                _next_batch, store, issue_id, batch_size, rows[-1].id, make_message
+            )
         except Exception:
-            # Nothing left the building: give the rows back before reporting the problem.
-            store.release([row.id for row in rows], now=clock())
+            # Building the next batch failed: settle the batch in flight, then report.
+            await _settle(store, sending, claimed, clock)
             raise
-        message_ids = {m.delivery_id: m.headers.get("Message-ID", "") for m in messages}
-        try:
-            results = await _send_with_retries(backend, messages, clock, retry_delay, sleep)
-        except DeliveryError:
-            # The backend refused before taking any message (e.g. a wrong SMTP password).
-            store.release([row.id for row in rows], now=clock())
-            raise
-        store.record_results(results, message_ids, now=clock())
+        results = await _settle(store, sending, claimed, clock)
         settled = [r for r in results if r.state != "queued"]
         done += len(settled)
         on_progress(done)
@@ -105,7 +111,7 @@ async def deliver_issue(
         log.info(
             "issue=%s batch=%d sent=%d failed=%d unknown=%d",
             issue_id,
-            len(rows),
+            len(results),
             sum(r.state == "sent" for r in results),
             sum(r.state == "failed" for r in results),
             sum(r.state == "unknown" for r in results),
@@ -133,6 +139,34 @@ async def deliver_issue(
     )
 
 
+Batch = tuple[list[OutboxRow], list[OutgoingMessage]]
+
+
+def _next_batch(
+    store: Store, issue_id: int, size: int, after: int, make_message: MessageFactory
+) -> Batch | None:
+    """The next queued rows after row `after` and their messages; None when none is left."""
+    rows = store.peek_queued(issue_id, size, after=after)
+    return (rows, [make_message(row) for row in rows]) if rows else None
+
+
+async def _settle(
+    store: Store,
+    sending: asyncio.Task[list[SendResult]],
+    claimed: set[int],
+    clock: Callable[[], datetime],
+) -> list[SendResult]:
+    """Wait for the batch in flight and record its results."""
+    try:
+        results = await sending
+    except DeliveryError:
+        # The backend refused before taking any message (e.g. a wrong SMTP password).
+        store.release(sorted(claimed), now=clock())
+        raise
+    store.record_results(results, now=clock())
+    return results
+
+
 def _failures_in_a_row(before: int, results: Sequence[SendResult]) -> int:
     """The run of failed messages at the end of `results`, continuing one of `before`."""
     run = before
@@ -150,6 +184,8 @@ async def _send_with_retries(
 ) -> list[SendResult]:
     """Retry only the messages the backend said were not taken (state `queued`), waiting
     longer each time, and at least as long as the provider's Retry-After asked."""
+    if not messages:
+        return []  # another sender claimed the whole batch first
     pending = messages
     final: list[SendResult] = []
     for attempt in range(TRANSIENT_RETRIES + 1):

@@ -1,35 +1,31 @@
-"""The SendGrid backend: v3 mail send, one body per variant with per-recipient substitutions.
+"""The SendGrid backend: sends the planned v3 mail send requests and reads SendGrid's answers.
 
-Messages that share a variant's body (`OutgoingMessage.shared`) go out together, up to 1000
-personalizations per request: the body is sent once, with each marker rewritten to a
-substitution key, and every personalization carries that reader's values (HTML-escaped for the
-html part, raw for the text part), its own headers (List-Unsubscribe, Message-ID) and
-`custom_args` that map SendGrid's events back to the outbox row. Other messages go one per
-request, as rendered.
+digest.deliver.sendgrid_requests plans the requests (one body per variant, per-reader
+substitutions); this module posts them with the `sendgrid` client, `connections` at a time,
+and turns each answer into the state of every message it carried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import http.client
 import json
 import logging
 import os
 import re
 import urllib.error
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, urlsplit
 
 import python_http_client.exceptions
 from sendgrid import SendGridAPIClient
 
+from digest.deliver.sendgrid_requests import MAX_REQUEST_BYTES, Layout, MailRequest, plan_requests
 from digest.errors import ConfigError, DeliveryError
-from digest.models import DeliveryState, OutgoingMessage, SendResult, SharedBody
-from digest.render.markers import PersonalTemplate, Slot, escape_html, keep_text, split_markers
+from digest.models import DeliveryState, OutgoingMessage, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -37,263 +33,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 API_HOST = "https://api.sendgrid.com"
-# SendGrid's limits on POST /v3/mail/send; a request over any of them is refused whole.
-MAX_PERSONALIZATIONS = 1000
-MAX_REQUEST_BYTES = 30_000_000
-MAX_SUBSTITUTION_BYTES = 10_000
-# Headers SendGrid will not take from us (compared lowercased); Reply-To has its own field.
-RESERVED_HEADERS = frozenset(
-    [
-        "x-sg-id",
-        "x-sg-eid",
-        "received",
-        "dkim-signature",
-        "content-type",
-        "content-transfer-encoding",
-        "to",
-        "from",
-        "subject",
-        "reply-to",
-        "cc",
-        "bcc",
-    ]
-)
-# Our Message-ID form (digest.deliver.message.message_id): it names the issue and subscriber.
-_MESSAGE_ID = re.compile(r"<digest\.(\d+)\.(\d+)@[^>]+>")
 _PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
-
-
-@dataclass(frozen=True, slots=True)
-class MailRequest:
-    """One POST /v3/mail/send: its JSON body, and the message of each personalization."""
-
-    body: dict[str, object]
-    delivery_ids: tuple[str, ...]
-
-    def without(self, positions: Sequence[int]) -> MailRequest:
-        """The same request less the personalizations at `positions`."""
-        dropped = set(positions)
-        personalizations = self.body["personalizations"]
-        assert isinstance(personalizations, list)
-        kept = [i for i in range(len(self.delivery_ids)) if i not in dropped]
-        return MailRequest(
-            {**self.body, "personalizations": [personalizations[i] for i in kept]},
-            tuple(self.delivery_ids[i] for i in kept),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """A variant's html and text with each marker replaced by a substitution key, and what
-    each key stands for (its slot and how the part escapes a value)."""
-
-    html: str
-    text: str
-    keys: tuple[tuple[str, Slot, Callable[[str], str]], ...]
-
-
-def variant_layout(shared: SharedBody) -> Layout:
-    """Html keys and text keys differ, so one value can be escaped in html and raw in text."""
-    keys: list[tuple[str, Slot, Callable[[str], str]]] = []
-
-    def keyed(template: PersonalTemplate, part: str, escape: Callable[[str], str]) -> str:
-        names: dict[Slot, str] = {}
-        pieces = [template.chunks[0]]
-        for slot, chunk in zip(template.slots, template.chunks[1:], strict=True):
-            if slot not in names:
-                # The marker prefix never occurs in article text (see digest.render.markers).
-                names[slot] = f"%%digest-{shared.nonce}:{part}{len(names)}%%"
-                keys.append((names[slot], slot, escape))
-            pieces += [names[slot], chunk]
-        return "".join(pieces)
-
-    html = keyed(split_markers(shared.html, shared.nonce), "h", escape_html)
-    text = keyed(split_markers(shared.text, shared.nonce), "t", keep_text)
-    return Layout(html, text, tuple(keys))
-
-
-def substitutions(layout: Layout, personal: Mapping[str, str]) -> dict[str, str] | None:
-    """Each key's value for one reader, as PersonalTemplate.fill writes it; None when a value
-    is missing."""
-    values: dict[str, str] = {}
-    for key, slot, escape in layout.keys:
-        if slot.field not in personal:
-            return None
-        value = escape(personal[slot.field])
-        values[key] = value if value.strip() or not slot.default else slot.default
-    return values
-
-
-def plan_requests(
-    batch: Sequence[OutgoingMessage],
-    *,
-    max_bytes: int = MAX_REQUEST_BYTES,
-    layouts: dict[str, Layout] | None = None,
-) -> list[MailRequest]:
-    """The requests that carry `batch`: one per ≤1000 readers of a variant, one per other
-    message. `layouts` caches each variant's layout between calls."""
-    layouts = {} if layouts is None else layouts
-    variants: dict[tuple[str, ...], list[tuple[OutgoingMessage, dict[str, str]]]] = {}
-    alone: list[OutgoingMessage] = []
-    for message in batch:
-        values = None
-        if message.shared is not None:
-            layout = layouts.get(message.shared.nonce)
-            if layout is None:
-                layout = layouts[message.shared.nonce] = variant_layout(message.shared)
-            values = substitutions(layout, message.personal)
-        if values is None or _substitution_bytes(values) > MAX_SUBSTITUTION_BYTES:
-            alone.append(message)  # sent as rendered, without substitutions
-            continue
-        variants.setdefault(_variant_key(message), []).append((message, values))
-    requests = [
-        request
-        for members in variants.values()
-        for request in _variant_requests(members, layouts, max_bytes)
-    ]
-    return requests + [_single_request(message) for message in alone]
-
-
-def _variant_key(message: OutgoingMessage) -> tuple[str, ...]:
-    assert message.shared is not None
-    reply_to = _header(message, "Reply-To")
-    return (message.shared.nonce, message.sender, message.subject, reply_to, _category(message))
-
-
-def _variant_requests(
-    members: list[tuple[OutgoingMessage, dict[str, str]]],
-    layouts: Mapping[str, Layout],
-    max_bytes: int,
-) -> list[MailRequest]:
-    first = members[0][0]
-    assert first.shared is not None
-    layout = layouts[first.shared.nonce]
-    common = _common_headers([message for message, _values in members])
-    base = _base_body(first, html=layout.html, text=layout.text, headers=common)
-    base_size = len(json.dumps({**base, "personalizations": []}))
-    requests: list[MailRequest] = []
-    chunk: list[dict[str, object]] = []
-    ids: list[str] = []
-    addresses: set[str] = set()
-    size = base_size
-    for message, values in members:
-        personalization = _personalization(message, values, common)
-        # ", " between items: the client serialises with json.dumps' default separators.
-        grows = len(json.dumps(personalization)) + 2
-        address = message.to.lower()  # the same address twice in one request is a 400
-        if chunk and (
-            len(chunk) == MAX_PERSONALIZATIONS or size + grows > max_bytes or address in addresses
-        ):
-            requests.append(MailRequest({**base, "personalizations": chunk}, tuple(ids)))
-            chunk, ids, addresses, size = [], [], set(), base_size
-        chunk.append(personalization)
-        ids.append(message.delivery_id)
-        addresses.add(address)
-        size += grows
-    requests.append(MailRequest({**base, "personalizations": chunk}, tuple(ids)))
-    return requests
-
-
-def _single_request(message: OutgoingMessage) -> MailRequest:
-    headers = _headers(message)
-    body = _base_body(message, html=message.html, text=message.text, headers=headers)
-    body["personalizations"] = [_personalization(message, {}, headers)]
-    return MailRequest(body, (message.delivery_id,))
-
-
-def _base_body(
-    message: OutgoingMessage, *, html: str, text: str, headers: Mapping[str, str]
-) -> dict[str, object]:
-    # text/plain must come before text/html, and an empty part is refused.
-    content = [
-        {"type": kind, "value": value}
-        for kind, value in (("text/plain", text), ("text/html", html))
-        if value
-    ]
-    body: dict[str, object] = {
-        "from": _address(message.sender),
-        "subject": message.subject,
-        "content": content,
-    }
-    if reply_to := _header(message, "Reply-To"):
-        body["reply_to"] = _address(reply_to)
-    if headers:
-        body["headers"] = dict(headers)
-    if category := _category(message):
-        body["categories"] = [category]
-    return body
-
-
-def _personalization(
-    message: OutgoingMessage, values: Mapping[str, str], common: Mapping[str, str]
-) -> dict[str, object]:
-    personalization: dict[str, object] = {"to": [{"email": message.to}]}
-    if values:
-        personalization["substitutions"] = values
-    own = {name: value for name, value in _headers(message).items() if name not in common}
-    if own:
-        personalization["headers"] = own
-    personalization["custom_args"] = tracking_args(message)
-    return personalization
-
-
-def tracking_args(message: OutgoingMessage) -> dict[str, str]:
-    """custom_args that SendGrid returns in every event: the outbox row, issue and subscriber."""
-    args = {"delivery_id": message.delivery_id}
-    if found := _MESSAGE_ID.fullmatch(_header(message, "Message-ID")):
-        args["issue_id"], args["subscriber_id"] = found.groups()
-    return args
-
-
-def _category(message: OutgoingMessage) -> str:
-    return _list_name(_header(message, "List-Id"), message.sender)
-
-
-@functools.lru_cache(maxsize=64)
-def _list_name(list_id: str, sender: str) -> str:
-    """The list name from List-Id's `<list.sender-domain>`, e.g. 'weekly'."""
-    identifier = list_id[list_id.rfind("<") + 1 :].rstrip(">").strip()
-    domain = parseaddr(sender)[1].rpartition("@")[2].lower()
-    name = identifier.lower().removesuffix("." + domain) if identifier else ""
-    return name[:255]
-
-
-def _headers(message: OutgoingMessage) -> dict[str, str]:
-    return {
-        name: value
-        for name, value in message.headers.items()
-        if name.lower() not in RESERVED_HEADERS and not name.lower().startswith("x-sg-")
-    }
-
-
-def _common_headers(messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-    """Headers every message has with the same value: they are sent once per request."""
-    common = _headers(messages[0])
-    for message in messages[1:]:
-        own = _headers(message)
-        common = {name: value for name, value in common.items() if own.get(name) == value}
-    return common
-
-
-def _header(message: OutgoingMessage, name: str) -> str:
-    wanted = name.lower()
-    return next((v for k, v in message.headers.items() if k.lower() == wanted), "")
-
-
-def _address(value: str) -> dict[str, str]:
-    name, email = parseaddr(value)
-    return {"email": email, "name": name} if name else {"email": email}
-
-
-def _substitution_bytes(values: Mapping[str, str]) -> int:
-    return sum(_utf8_length(k) + _utf8_length(v) for k, v in values.items())
-
-
-def _utf8_length(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
-# --- sending -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,7 +219,10 @@ def personalise(rendered: RenderedIssue, values: Mapping[str, str]) -> tuple[str
 
 
 def issue_subject(issue: Issue, context: RenderContext) -> str:
-    """'<title> — <day>' on one line (a newline in a Subject header would start a new header)."""
+    """The editor's subject, else '<title> — <day>'; one line (a newline in a Subject header
+    would start a new header)."""
+    if issue.subject.strip():
+        return headline(issue.subject, SUBJECT_MAX_CHARACTERS)
     day = format_day(issue.created, locale=context.locale, timezone=context.timezone)
     return headline(f"{issue.title} — {day}", SUBJECT_MAX_CHARACTERS)
 

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
+from digest.web.archive import Archive, archive_routes
 from digest.web.pages import Pages
 from digest.web.preferences import preferences_routes
 from digest.web.ratelimit import RateLimit, TokenBuckets
@@ -68,6 +69,7 @@ def create_app(
     mailer: NoticeSender | None = None,
     rate_limit: RateLimit | None = None,
     event_webhook: EventWebhook | None = None,
+    archive: Archive | None = None,
 ) -> FastAPI:
     """The ASGI app; `publication` names the sender on every page.
 
@@ -76,6 +78,7 @@ def create_app(
     the confirm, welcome and preferences-changed emails; without a mailer the app serves only
     unsubscribe links and issues. `rate_limit` bounds subscribe requests per client address.
     `event_webhook` enables `POST /webhooks/sendgrid` (digest/web/webhooks.py).
+    `archive` enables `/archive` and its Atom feed (digest/web/archive.py).
     """
     if not secret_key:
         raise ValueError("secret_key must not be empty: it verifies unsubscribe links")
@@ -139,6 +142,8 @@ def create_app(
         app.include_router(signup_routes(site))
         app.include_router(preferences_routes(site))
     app.include_router(webhook_routes(event_webhook, clock))
+    if archive is not None:
+        app.include_router(archive_routes(archive, pages, clock))
     return app
 
 

@@ -14,6 +14,8 @@ from digest.notices import NoticeMailer
 from digest.pipeline import published_pages
 from digest.store import Store
 from digest.web.app import create_app, utc_now
+from digest.web.archive import archive_of
+from digest.web.editor import mount_editor
 from digest.web.ratelimit import RateLimit
 from digest.web.site import offered_lists
 from digest.web.webhooks import event_webhook_from_env
@@ -31,7 +33,8 @@ def public_app(
     """Every configured list open for subscription, its emails sent through the mail backend.
 
     `rate_limit` bounds subscribe requests per client address (default: RateLimit()).
-    SENDGRID_WEBHOOK_PUBLIC_KEY in `environ` turns on the SendGrid event webhook.
+    SENDGRID_WEBHOOK_PUBLIC_KEY in `environ` turns on the SendGrid event webhook, and
+    DIGEST_EDITOR_PASSWORD the editor's pages under /editor (digest/web/editor.py).
     """
     secret_key = settings.require_secret_key()
     lists = offered_lists(settings.digests)
@@ -39,7 +42,7 @@ def public_app(
         # The subscribe form of every configured list works before anyone was ever added.
         for name, info in lists.items():
             ensure_list(connection, name, title=info.title, now=clock())
-    return create_app(
+    app = create_app(
         engine=store.engine,
         secret_key=secret_key,
         publication=settings.file.name,
@@ -49,4 +52,7 @@ def public_app(
         mailer=NoticeMailer(settings, backend_from_url(settings.mail_url)),
         rate_limit=rate_limit,
         event_webhook=event_webhook_from_env(environ, store, settings.digests),
+        archive=archive_of(settings, store),
     )
+    mount_editor(app, settings, store, clock=clock, environ=environ)
+    return app

@@ -50,8 +50,17 @@ MAX_EMAIL = 320
 RAW_KEPT = 2000  # characters of each event kept for an operator to read
 MAX_ROW_ID = 2**31 - 1  # an INTEGER column on every backend
 # What each event tells the suppression list; the service sets the person's status from it.
-SUPPRESSION_REASONS = {"bounce": "bounce", "dropped": "dropped", "spamreport": "spamreport"}
+SUPPRESSION_REASONS = {"bounce": "bounce", "spamreport": "spamreport"}
 UNSUBSCRIBE_EVENTS = frozenset({"unsubscribe", "group_unsubscribe"})
+# A `dropped` event's reason says whose problem it is. These drops are about the address, and
+# suppress it as the earlier bounce or complaint did; others (spam content, a bad header, the
+# account's quota) are about the message or the account: counted, the address is kept.
+DROP_SUPPRESSION_REASONS = {
+    "Bounced Address": "bounce",
+    "Spam Reporting Address": "spamreport",
+    "Invalid": "dropped",
+    "Unsubscribed Address": "dropped",
+}
 
 
 class WebhookRefused(Exception):
@@ -182,6 +191,7 @@ def provider_event(item: Any, *, now: datetime) -> ProviderEvent | None:
     if not _is_short_text(event_id, MAX_EVENT_ID) or not _is_short_text(name, MAX_EVENT_NAME):
         return None
     email = item.get("email")
+    reason = item.get("reason")
     return ProviderEvent(
         sg_event_id=event_id,
         event=_event_name(name, item.get("type")),
@@ -190,6 +200,8 @@ def provider_event(item: Any, *, now: datetime) -> ProviderEvent | None:
         email=email.replace("\x00", "").strip()[:MAX_EMAIL] if isinstance(email, str) else "",
         at=_event_time(item.get("timestamp"), now),
         raw=json.dumps(item, sort_keys=True)[:RAW_KEPT],
+        delivery_id=_row_id(item.get("delivery_id")),
+        reason=reason.strip()[:200] if isinstance(reason, str) else "",
     )
 
 
@@ -237,7 +249,22 @@ def receive_events(webhook: EventWebhook, events: Sequence[ProviderEvent]) -> in
         for event in new:
             list_name = lists.get(event.issue_id) if event.issue_id is not None else None
             apply_event(connection, event, list_name)
+            settle_delivery(webhook.store, connection, event)
     return len(new)
+
+
+def settle_delivery(store: Store, connection: Connection, event: ProviderEvent) -> bool:
+    """Any event about a message proves SendGrid took it: an outbox row left `unknown` (no
+    answer came) or `sending` (the sender died) becomes `sent`, so it is never sent again.
+    True if a row was settled."""
+    if event.delivery_id is None or event.issue_id is None or event.subscriber_id is None:
+        return False
+    settled = store.settle_taken(
+        event.delivery_id, event.issue_id, event.subscriber_id, now=event.at, connection=connection
+    )
+    if settled:
+        log.info("outbox row %s settled as sent by event=%s", event.delivery_id, event.event)
+    return settled
 
 
 def _list_of_issue(webhook: EventWebhook, issue_id: int) -> str | None:
@@ -253,6 +280,14 @@ def apply_event(connection: Connection, event: ProviderEvent, list_name: str | N
     issue or list this site does not know.
     """
     reason = SUPPRESSION_REASONS.get(event.event)
+    if event.event == "dropped":
+        reason = DROP_SUPPRESSION_REASONS.get(event.reason)
+        if reason is None:
+            log.warning(
+                "sendgrid dropped a message of issue %s for %r: the address is kept",
+                event.issue_id,
+                event.reason or "no reason given",
+            )
     try:
         if reason is not None and event.email:
             service.suppress(connection, event.email, reason=reason, now=event.at)

@@ -320,3 +320,24 @@ def test_quoted_printable_chunks_concatenate_and_stay_within_76_columns() -> Non
     decoded = quopri.decodestring(joined.replace(b"\r\n", b"\n")).decode("utf-8")
     assert decoded == "".join(pieces)
     assert b"=_" not in joined
+
+
+def test_a_message_needs_its_body_or_a_shared_one() -> None:
+    with pytest.raises(ValueError, match="message 7: give html and text, or a shared body"):
+        OutgoingMessage(delivery_id="7", to="a@example.org", sender=SENDER, subject="Hi")
+
+
+def test_a_shared_message_is_personalised_when_read_and_after_replace() -> None:
+    nonce = "00112233aabbccdd"
+    shared = SharedBody(nonce, f"<p>{marker(nonce, 'email')}</p>", f"{marker(nonce, 'email')}\n")
+    message = OutgoingMessage(
+        delivery_id="1",
+        to="a@example.org",
+        sender=SENDER,
+        subject="Hi",
+        shared=shared,
+        personal={"email": "a&b@example.org"},
+    )
+    assert (message.html, message.text) == ("<p>a&amp;b@example.org</p>", "a&b@example.org\n")
+    other = replace(message, personal={"email": "c@example.org"})
+    assert (other.html, other.text) == ("<p>c@example.org</p>", "c@example.org\n")

@@ -41,7 +41,10 @@ def make_message(row: OutboxRow) -> OutgoingMessage:
 def queued_issue(store: Store, emails: Sequence[str]) -> int:
     issue, _created = store.save_issue(Issue("weekly", "2025-W10", "Week 10", NOW, ()))
     assert issue.id is not None
-    people = [QueuedRecipient(n, address, ()) for n, address in enumerate(emails, start=1)]
+    people = [
+        QueuedRecipient(n, address, (), message_id("news.example.org", issue.id, n))
+        for n, address in enumerate(emails, start=1)
+    ]
     store.queue_recipients(issue.id, people, now=NOW)
     return issue.id
 

@@ -17,7 +17,8 @@ from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
 from digest.deliver.message import list_id, message_id, unsubscribe_headers
 from digest.deliver.outbox import deliver_issue
-from digest.deliver.sendgrid import SendGridBackend, plan_requests, tracking_args
+from digest.deliver.sendgrid import SendGridBackend
+from digest.deliver.sendgrid_requests import plan_requests, tracking_args
 from digest.errors import ConfigError, DeliveryError
 from digest.models import OutgoingMessage, SharedBody
 from digest.pipeline import MessageFactory, send_issue

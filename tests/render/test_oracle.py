@@ -33,6 +33,7 @@ from digest.render.issue import (
 )
 from digest.render.mjml import compile_mjml
 from digest.render.notice import notice_source, render_notice
+from digest.review import review_source
 from tests.render.sample_issue import sample_article, sample_issue
 
 pytestmark = pytest.mark.slow
@@ -296,6 +297,24 @@ def _notice_source(notice: str) -> Callable[[jinja2.Environment, RenderContext],
     return lambda env, context: _notice_mjml(notice, env, context, NOTICE_VARIABLES[notice])
 
 
+# The editors' "waits for approval" email (digest/review.py): staff mail, English only.
+REVIEW_URL = f"{BASE_URL}/editor/issues/7"
+REVIEW_VARIABLES = {
+    "list_title": "Demo Digest",
+    "issue_title": "Demo Digest",
+    "issue_number": 7,
+    "period_key": "2026-W48",
+    "item_count": 12,
+    "sections": ["Science", "Culture"],
+    "review_url": REVIEW_URL,
+    "reason": "auto_approve is off",
+}
+
+
+def _review_mjml(env: jinja2.Environment, context: RenderContext) -> str:
+    return review_source(env=env, context=context, variables=REVIEW_VARIABLES).mjml
+
+
 @dataclass(frozen=True, slots=True)
 class BundledEmail:
     """One bundled email in one language: how to get its MJML, and what that MJML must show."""
@@ -343,6 +362,9 @@ BUNDLED_EMAILS = {
         for notice in ("welcome", "preferences-changed")
         for language, locale, direction in (("english", "en", LTR), ("arabic-rtl", "ar", RTL))
     },
+    "review-english": BundledEmail(
+        "en", _review_mjml, (*LTR, *NOTICE_PARTS, "<mj-button", f'href="{REVIEW_URL}"')
+    ),
 }
 
 

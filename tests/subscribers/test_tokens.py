@@ -233,3 +233,19 @@ def test_tokens_refuse_what_cannot_be_signed() -> None:
 def test_invalid_token_is_the_services_error() -> None:
     assert InvalidToken is service.InvalidToken
     assert issubclass(InvalidToken, SubscriberError)
+
+
+def test_tokens_stay_the_same_bytes_across_releases() -> None:
+    # Links in mail already sent must keep working: these were made before signing was cached.
+    secret = "s" * 32
+    assert make_unsubscribe_token(secret, 42, "weekly") == "42.weekly.WqxKmBax4YTU7KQQmH28GQ"
+    assert (
+        make_preferences_token(secret, 42, "weekly", "zoë@example.org")
+        == "42.weekly.em_Dq0BleGFtcGxlLm9yZw.TUWQviAg83HoNVjkO5Obfg"
+    )
+    stamped = datetime(2026, 11, 26, tzinfo=UTC)
+    assert (
+        make_confirm_token(secret, 42, "weekly", "a@b.org", now=stamped)
+        == "42.weekly.YUBiLm9yZw.awd2gA._s3M4L0RILbCgaVYhr6GJw"
+    )
+    assert read_unsubscribe_token(secret, "42.weekly.WqxKmBax4YTU7KQQmH28GQ") == (42, "weekly")

@@ -25,9 +25,9 @@ from typer.testing import CliRunner
 
 from digest.cli import app as cli_app
 from digest.errors import ConfigError
-from digest.models import Issue
-from digest.store import ProviderEvent, Store
-from digest.tables import provider_events
+from digest.models import Issue, SendResult
+from digest.store import ProviderEvent, QueuedRecipient, Store
+from digest.tables import outbox, provider_events
 from digest.web.serving import public_app
 from digest.web.webhooks import (
     MAX_BODY_BYTES,
@@ -430,6 +430,91 @@ def test_a_dropped_message_suppresses_the_address(webhook: Webhook) -> None:
     webhook.post([event("dropped", 1, reason="Invalid", issue_id=str(webhook.issue_id))])
     assert person(webhook.store, "ann@example.org") == ("unsubscribed", "dropped")
     assert webhook.counts()["dropped"] == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("Bounced Address", ("bounced", "bounce")),
+        ("Spam Reporting Address", ("complained", "spamreport")),
+        ("Unsubscribed Address", ("unsubscribed", "dropped")),
+        ("Spam Content (if Spam Checker app is enabled)", ("active", None)),
+        ("Invalid SMTPAPI header", ("active", None)),
+        ("Recipient List over Package Quota", ("active", None)),
+    ],
+)
+def test_a_drop_suppresses_only_when_its_reason_is_the_address(
+    webhook: Webhook, reason: str, expected: tuple[str, str | None]
+) -> None:
+    webhook.post([event("dropped", 1, reason=reason, issue_id=str(webhook.issue_id))])
+    assert person(webhook.store, "ann@example.org") == expected
+    assert webhook.counts()["dropped"] == 1
+
+
+def _outbox_row(webhook: Webhook, state: str) -> int:
+    """Ann's outbox row of the webhook's issue, in `state` (as a crash or a timeout left it)."""
+    webhook.store.queue_recipients(
+        webhook.issue_id, [QueuedRecipient(webhook.ann, "ann@example.org", ())], now=START
+    )
+    (row,) = webhook.store.claim_queued(webhook.issue_id, 1, now=START)
+    if state != "sending":
+        webhook.store.record_results([SendResult(str(row.id), state, error="no answer")], now=START)
+    return row.id
+
+
+def _row_state(webhook: Webhook, row_id: int) -> str:
+    with webhook.store.engine.connect() as connection:
+        return connection.execute(sa.select(outbox.c.state).where(outbox.c.id == row_id)).scalar()
+
+
+@pytest.mark.parametrize("left", ["unknown", "sending"])
+def test_an_event_about_a_message_settles_its_unknown_row_as_sent(
+    webhook: Webhook, left: str
+) -> None:
+    row_id = _outbox_row(webhook, left)
+    ids = {"issue_id": str(webhook.issue_id), "subscriber_id": str(webhook.ann)}
+    webhook.post([event("processed", 1, delivery_id=str(row_id), **ids)])
+
+    assert _row_state(webhook, row_id) == "sent"
+    # A late answer from the send itself no longer changes it.
+    webhook.store.record_results([SendResult(str(row_id), "unknown")], now=START)
+    assert _row_state(webhook, row_id) == "sent"
+    with webhook.store.engine.connect() as connection:
+        outbox_error = connection.execute(
+            sa.select(outbox.c.last_error).where(outbox.c.id == row_id)
+        ).scalar()
+    assert outbox_error == ""
+
+
+def test_an_event_settles_nothing_that_is_not_its_own_row(webhook: Webhook) -> None:
+    row_id = _outbox_row(webhook, "unknown")
+    webhook.post(
+        [
+            # Another subscriber's copy, another issue, and a failed row are left alone.
+            event("delivered", 1, delivery_id=str(row_id), issue_id=str(webhook.issue_id),
+                  subscriber_id=str(webhook.bob)),
+            event("delivered", 2, delivery_id=str(row_id), issue_id=str(webhook.issue_id + 1),
+                  subscriber_id=str(webhook.ann)),
+            event("delivered", 3, delivery_id=str(row_id)),
+        ]
+    )  # fmt: skip
+    assert _row_state(webhook, row_id) == "unknown"
+
+    failed = _outbox_row_failed(webhook)
+    webhook.post(
+        [event("delivered", 4, delivery_id=str(failed), issue_id=str(webhook.issue_id),
+               subscriber_id=str(webhook.bob))]
+    )  # fmt: skip
+    assert _row_state(webhook, failed) == "failed"
+
+
+def _outbox_row_failed(webhook: Webhook) -> int:
+    webhook.store.queue_recipients(
+        webhook.issue_id, [QueuedRecipient(webhook.bob, "bob@example.org", ())], now=START
+    )
+    (row,) = webhook.store.claim_queued(webhook.issue_id, 1, now=START)
+    webhook.store.record_results([SendResult(str(row.id), "failed", error="550")], now=START)
+    return row.id
 
 
 def test_a_spam_report_suppresses_and_ends_every_subscription(webhook: Webhook) -> None:
