@@ -564,7 +564,7 @@ def run(
     """Once, for cron: fetch; build each digest's issue for its latest schedule slot and send
     it (auto-approve, inside send_window, not later than late_after); send approved issues due."""
     from digest.deliver.backends import backend_from_url
-    from digest.pipeline import describe_run, run_scheduled
+    from digest.runs import describe_run, run_scheduled
 
     settings = settings_from(ctx)
     result = asyncio.run(

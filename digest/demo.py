@@ -14,7 +14,8 @@ from rich.console import Console
 from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
 from digest.errors import DigestError
-from digest.pipeline import preview_issue, run_once
+from digest.pipeline import preview_issue
+from digest.runs import run_once
 from digest.scaffold import write_demo
 from digest.store import Store
 from subscribers.csvimport import import_csv

@@ -1,7 +1,9 @@
 """The product sentence as code: fetch sources, build an issue, render it, send it.
 
 Each step takes the settings, the store and the time from its caller, and returns a report;
-the CLI, the web app and the scheduler all call these and nothing deeper.
+the CLI, the web app and the scheduler all call these and nothing deeper. digest/messages.py
+builds each reader's message; digest/runs.py strings the steps together for `digest run` and
+the scheduler's jobs.
 """
 
 from __future__ import annotations
@@ -9,56 +11,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from digest.assemble import (
     Ranking,
     assemble_issue,
-    issue_for_topics,
     period_key,
     select_window,
-    variant_key,
     window_start,
 )
-from digest.collect import FetchReport, fetch_sources
 from digest.config import DigestConfig, Settings, SourceConfig
 from digest.deliver.backends import MailBackend
 from digest.deliver.message import (
-    list_id,
     message_id,
-    sender_domain,
     to_email_message,
-    unsubscribe_headers,
-    unsubscribe_mailto,
 )
 from digest.deliver.outbox import SendReport, deliver_issue
 from digest.embeddings import require_embedder
 from digest.errors import ConfigError, DigestError, NothingNew
 from digest.ingest.dedupe import dedupe
-from digest.models import Issue, OutgoingMessage, SharedBody
-from digest.notices import PREFERENCES_PATH, UNSUBSCRIBE_PATH, NoticeMailer, NoticeRecipient
+from digest.messages import MessageFactory, render_context
+from digest.models import Issue
+from digest.notices import NoticeMailer, NoticeRecipient
 from digest.render.environment import template_environment
 from digest.render.issue import (
-    RenderContext,
-    RenderedIssue,
-    render_issue,
     render_web_version,
-)
-from digest.render.markers import PERSONAL_FIELDS
-from digest.review import tell_editors
-from digest.slots import (
-    SendRule,
-    due_issues,
-    latest_slot,
-    parse_send_window,
-    schedule_trigger,
-    slot_decision,
 )
 from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience_for
-from subscribers.tokens import make_preferences_token, make_unsubscribe_token
 
 log = logging.getLogger(__name__)
 
@@ -123,28 +105,6 @@ def build_issue(
 # --- render ------------------------------------------------------------------------------
 
 
-def web_version_url(base_url: str, issue_id: int) -> str:
-    """Where `digest serve` shows an issue as a web page ("view in browser")."""
-    return f"{base_url}/issues/{issue_id}"
-
-
-def render_context(
-    settings: Settings, digest: DigestConfig, issue_id: int | None = None
-) -> RenderContext:
-    """What the templates know about the publication, and the web address of issue `issue_id`."""
-    return RenderContext(
-        publication=settings.file.name,
-        base_url=settings.base_url,
-        locale=digest.locale,
-        timezone=digest.timezone,
-        logo_url=settings.file.logo,
-        postal_address=settings.file.postal_address,
-        web_url=web_version_url(settings.base_url, issue_id) if issue_id is not None else "",
-        images=digest.images,
-        show_preferences=True,  # `digest serve` answers the preferences links
-    )
-
-
 def web_version(settings: Settings, issue: Issue) -> str:
     """The whole issue (every section) as a web page, rendered like its emails."""
     digest = settings.digest(issue.digest)
@@ -190,92 +150,6 @@ def published_pages(
         return pages[issue_id]
 
     return page
-
-
-class MessageFactory:
-    """Builds each recipient's message; renders once per topic variant, then personalises."""
-
-    def __init__(self, settings: Settings, issue: Issue) -> None:
-        assert issue.id is not None
-        self.settings = settings
-        self.issue = issue
-        self.digest = settings.digest(issue.digest)
-        self.sender = settings.file.mail.sender
-        self.domain = sender_domain(self.sender)
-        self.secret = settings.require_secret_key()
-        self.env = template_environment(settings.templates_dir, locale=self.digest.locale)
-        self.context = render_context(settings, self.digest, issue.id)
-        self.list_id = list_id(self.digest.title, self.digest.list_name, self.domain)
-        self.reply_to = settings.file.mail.reply_to
-        self._variants: dict[tuple[str, ...], RenderedIssue] = {}
-        self._shared: dict[tuple[str, ...], tuple[RenderedIssue, SharedBody] | None] = {}
-
-    def variant(self, topics: Sequence[str]) -> tuple[Issue, RenderedIssue | None]:
-        """The issue as this topic choice sees it, rendered (None when it would be empty)."""
-        key = variant_key(topics)
-        issue = issue_for_topics(self.issue, key)
-        if issue.article_count == 0:
-            return issue, None
-        if key not in self._variants:
-            rendered = render_issue(
-                issue, template=self.digest.template, env=self.env, context=self.context
-            )
-            for warning in rendered.warnings:  # e.g. over the size Gmail clips at
-                topics_shown = ", ".join(key) or "all topics"
-                log.warning("issue %s (%s): %s", self.issue.id, topics_shown, warning)
-            self._variants[key] = rendered
-        return issue, self._variants[key]
-
-    def shared_body(self, topics: Sequence[str]) -> tuple[RenderedIssue, SharedBody] | None:
-        """The variant for this exact topic list and its shared body, looked up once per list."""
-        choice = tuple(topics)
-        if choice not in self._shared:
-            _issue, rendered = self.variant(choice)
-            self._shared[choice] = (
-                None
-                if rendered is None
-                else (rendered, SharedBody(rendered.nonce, rendered.html, rendered.text))
-            )
-        return self._shared[choice]
-
-    def personal_values(self, subscriber_id: int, email: str) -> dict[str, str]:
-        list_name = self.digest.list_name
-        token = make_unsubscribe_token(self.secret, subscriber_id, list_name)
-        preferences = make_preferences_token(self.secret, subscriber_id, list_name, email)
-        base = self.settings.base_url
-        return {
-            "unsubscribe_url": base + UNSUBSCRIBE_PATH.format(token=token),
-            "preferences_url": base + PREFERENCES_PATH.format(token=preferences),
-            "email": email,
-            "name": "",
-            "token": token,
-        }
-
-    def __call__(self, row: OutboxRow) -> OutgoingMessage:
-        variant = self.shared_body(row.topics)
-        if variant is None:
-            raise DigestError(f"issue {self.issue.id}: nothing to send to {row.email}")
-        rendered, shared = variant
-        values = self.personal_values(row.subscriber_id, row.email)
-        headers = {
-            "Message-ID": message_id(self.domain, self.issue.id or 0, row.subscriber_id),
-            "List-Id": self.list_id,
-            **unsubscribe_headers(
-                values["unsubscribe_url"], unsubscribe_mailto(self.sender, values["token"])
-            ),
-        }
-        if self.reply_to:
-            headers["Reply-To"] = self.reply_to
-        # The personalised html and text are made only if the backend reads them.
-        return OutgoingMessage(
-            delivery_id=str(row.id),
-            to=row.email,
-            sender=self.sender,
-            subject=rendered.subject,
-            headers=headers,
-            shared=shared,
-            personal={field: values[field] for field in PERSONAL_FIELDS if field in values},
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,15 +285,21 @@ async def send_issue(
     `batch_size` (outbox rows claimed at once) defaults to the backend's own `batch_size`
     (SendGrid: 1000, one request's worth), else 100.
     """
-    issue = store.load_issue(issue_id)
-    if issue is None:
+    if store.load_issue(issue_id) is None:
         raise DigestError(f"issue {issue_id}: no such issue")
-    status = store.issue_status(issue_id)
-    if status == "cancelled":
+    if store.issue_status(issue_id) == "cancelled":
         raise DigestError(f"issue {issue_id} was cancelled; it cannot be sent")
-    if status in ("draft", "approved"):
+    # Sending first, then read: an editor's save either lands before (and is sent) or is
+    # refused. The audience is frozen once: queue_issue adds nobody to an issue with rows, so
+    # a crash between the two is mended by the next run.
+    started = store.start_sending(issue_id, now=clock())
+    issue = store.load_issue(issue_id)
+    assert issue is not None
+    resumed_before_queueing = store.issue_status(
+        issue_id
+    ) == "sending" and not store.has_outbox_rows(issue_id)
+    if started or resumed_before_queueing:
         queue_issue(settings, store, issue, now=clock())
-        store.set_issue_status(issue_id, "sending", now=clock())
     if retry_unknown:
         store.requeue(issue_id, ("unknown", "sending"), now=clock())
     report = await deliver_issue(
@@ -453,225 +333,3 @@ def dry_run_issue(settings: Settings, store: Store, issue_id: int) -> dict[str, 
         "skipped": sum(r is None for r in rendered),
         "variants": len({id(r) for r in rendered if r is not None}),
     }
-
-
-# --- run ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DigestRun:
-    digest: str
-    issue: Issue | None
-    created: bool
-    sent: SendReport | None
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    fetch: FetchReport
-    digests: tuple[DigestRun, ...]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "fetch": {
-                "found": self.fetch.found,
-                "duplicates": self.fetch.duplicates,
-                "stored": self.fetch.stored,
-                "failed_sources": [s.name for s in self.fetch.failed],
-            },
-            "digests": [
-                {
-                    "digest": run.digest,
-                    "issue_id": run.issue.id if run.issue else None,
-                    "created": run.created,
-                    "send": run.sent.to_json() if run.sent else None,
-                    "note": run.note,
-                }
-                for run in self.digests
-            ],
-        }
-
-    def summary(self) -> str:
-        lines = [
-            f"fetched {self.fetch.found} articles ({self.fetch.stored} new, "
-            f"{len(self.fetch.failed)} sources failed)"
-        ]
-        for run in self.digests:
-            if run.issue is None:
-                lines.append(f"{run.digest}: {run.note}")
-            elif run.sent is None:
-                lines.append(f"{run.digest}: issue {run.issue.id} waits for approval ({run.note})")
-            else:
-                lines.append(
-                    f"{run.digest}: issue {run.issue.id}: {run.sent.sent} sent, "
-                    f"{run.sent.failed} failed, {run.sent.unknown} unknown, "
-                    f"{run.sent.queued} queued"
-                )
-        return "\n".join(lines)
-
-
-async def run_once(
-    settings: Settings,
-    store: Store,
-    backend: MailBackend,
-    *,
-    clock: Callable[[], datetime],
-    digest_name: str | None = None,
-) -> RunReport:
-    """fetch → build this period's issue → send it when the digest auto-approves."""
-    fetched = await fetch_sources(settings, store, clock=clock)
-    chosen = [settings.digest(digest_name)] if digest_name else list(settings.digests)
-    runs: list[DigestRun] = []
-    for digest in chosen:
-        try:
-            issue, created = build_issue(digest, store, now=clock(), sources=settings.sources)
-        except DigestError as error:
-            runs.append(DigestRun(digest.name, None, False, None, note=str(error)))
-            continue
-        assert issue.id is not None
-        if not digest.auto_approve and store.issue_status(issue.id) == "draft":
-            runs.append(DigestRun(digest.name, issue, created, None, note="auto_approve is off"))
-            continue
-        report = await send_issue(settings, store, issue.id, backend, clock=clock)
-        runs.append(DigestRun(digest.name, issue, created, report))
-    return RunReport(fetch=fetched, digests=tuple(runs))
-
-
-# --- scheduled runs: `digest serve`'s jobs and cron's `digest run` (decisions: digest/slots.py)
-
-
-def send_rule(digest: DigestConfig) -> SendRule:
-    """The digest's late cut-off and send window, as the slot decisions take them."""
-    window = parse_send_window(digest.send_window) if digest.send_window else None
-    return SendRule(late_after=timedelta(hours=digest.late_after), zone=digest.zone, window=window)
-
-
-def digest_slot(digest: DigestConfig, now: datetime) -> datetime | None:
-    """The digest's newest schedule slot at or before `now` (UTC)."""
-    return latest_slot(schedule_trigger(digest.schedule, digest.zone), now)
-
-
-async def run_digest_slot(
-    settings: Settings,
-    store: Store,
-    backend: MailBackend,
-    digest: DigestConfig,
-    *,
-    slot: datetime,
-    clock: Callable[[], datetime],
-) -> DigestRun:
-    """The issue of `slot`'s period: built once (whoever runs first), then sent, approved for
-    the send window, or left for an editor (who is emailed the review link), saying why.
-
-    The period comes from the slot, not the clock, so a late run builds the punctual issue.
-    """
-    try:
-        issue, created = build_issue(digest, store, now=slot, sources=settings.sources)
-    except DigestError as error:  # NothingNew among them: logged, no issue
-        return DigestRun(digest.name, None, False, None, note=str(error))
-    assert issue.id is not None
-    status = store.issue_status(issue.id)
-    if status in ("approved", "sent", "cancelled"):
-        note = "approved; sent when due" if status == "approved" else f"already {status}"
-        return DigestRun(digest.name, issue, created, None, note=note)
-    decision = slot_decision(send_rule(digest), slot, clock())
-    if status == "draft" and not digest.auto_approve:
-        if created:
-            await tell_editors(
-                settings, digest, issue, backend, reason="auto_approve is off", now=clock()
-            )
-        return DigestRun(digest.name, issue, created, None, note="waits for approval")
-    if decision.action == "hold":
-        log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, decision.reason)
-        if created:
-            await tell_editors(
-                settings, digest, issue, backend, reason=decision.reason, now=clock()
-            )
-        return DigestRun(digest.name, issue, created, None, note=decision.reason)
-    if decision.action == "wait" and status == "draft":
-        assert decision.at is not None
-        store.approve_draft_for_later(issue.id, send_after=decision.at, now=clock())
-        log.info("digest=%s issue=%s %s", digest.name, issue.id, decision.reason)
-        return DigestRun(digest.name, issue, created, None, note=decision.reason)
-    # A draft to auto-approve, or a send another run began (resuming sends no one twice).
-    report = await send_issue(settings, store, issue.id, backend, clock=clock)
-    return DigestRun(digest.name, issue, created, report)
-
-
-async def send_due(
-    settings: Settings,
-    store: Store,
-    backend: MailBackend,
-    *,
-    clock: Callable[[], datetime],
-    digest_name: str | None = None,
-) -> list[DigestRun]:
-    """Send the approved issues whose time has come (inside their window, not too late).
-
-    One too late goes back to draft, and its editors are told (once: by the run that moved it).
-    """
-    digests = {d.name: d for d in settings.digests if digest_name in (None, d.name)}
-    rules = {name: send_rule(digest) for name, digest in digests.items()}
-    runs: list[DigestRun] = []
-    for approved, decision in due_issues(store.approved_issues(), rules, clock()):
-        if decision.action == "wait":
-            continue
-        digest = digests[approved.digest]
-        issue = store.load_issue(approved.issue_id)
-        assert issue is not None
-        if decision.action == "hold":
-            if store.hold_approved(approved.issue_id, now=clock()):
-                log.warning(
-                    "digest=%s issue=%s not sent: %s", digest.name, issue.id, decision.reason
-                )
-                await tell_editors(
-                    settings, digest, issue, backend, reason=decision.reason, now=clock()
-                )
-            runs.append(DigestRun(digest.name, issue, False, None, note=decision.reason))
-            continue
-        try:
-            report = await send_issue(settings, store, approved.issue_id, backend, clock=clock)
-        except DigestError as error:
-            log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, error)
-            runs.append(DigestRun(digest.name, issue, False, None, note=str(error)))
-            continue
-        runs.append(DigestRun(digest.name, issue, False, report))
-    return runs
-
-
-async def run_scheduled(
-    settings: Settings,
-    store: Store,
-    backend: MailBackend,
-    *,
-    clock: Callable[[], datetime],
-    digest_name: str | None = None,
-) -> RunReport:
-    """`digest run`, for cron: fetch, each digest's latest slot (see run_digest_slot), then
-    the approved issues that are due. Running it again, or from two hosts, sends nobody twice."""
-    fetched = await fetch_sources(settings, store, clock=clock)
-    chosen = [settings.digest(digest_name)] if digest_name else list(settings.digests)
-    runs: list[DigestRun] = []
-    for digest in chosen:
-        slot = digest_slot(digest, clock())
-        if slot is None:
-            runs.append(DigestRun(digest.name, None, False, None, note="no slot in 5 years"))
-            continue
-        runs.append(await run_digest_slot(settings, store, backend, digest, slot=slot, clock=clock))
-    runs.extend(await send_due(settings, store, backend, clock=clock, digest_name=digest_name))
-    return RunReport(fetch=fetched, digests=tuple(runs))
-
-
-def describe_run(run: DigestRun) -> str:
-    """One line for an operator: what happened to the digest's issue in a scheduled run."""
-    if run.issue is None:
-        return f"{run.digest}: {run.note}"
-    if run.sent is None and run.note.startswith("late:"):
-        return f"{run.digest}: issue {run.issue.id}: {run.note} (or `digest send {run.issue.id}`)"
-    if run.sent is None:
-        return f"{run.digest}: issue {run.issue.id}: {run.note}"
-    return (
-        f"{run.digest}: issue {run.issue.id}: {run.sent.sent} sent, {run.sent.failed} failed, "
-        f"{run.sent.unknown} unknown, {run.sent.queued} queued"
-    )

@@ -87,7 +87,7 @@ def fetch_job(config_path: str, source_name: str) -> None:
 def digest_job(config_path: str, digest_name: str) -> None:
     """At a digest's slot: build its issue, then send it, schedule it, or tell the editors."""
     from digest.deliver.backends import backend_from_url
-    from digest.pipeline import describe_run, digest_slot, run_digest_slot
+    from digest.runs import describe_run, digest_slot, run_digest_slot
 
     try:
         settings, store = _open(config_path)
@@ -116,7 +116,7 @@ def digest_job(config_path: str, digest_name: str) -> None:
 def due_job(config_path: str) -> None:
     """Send approved issues whose send time has come, inside their window and not too late."""
     from digest.deliver.backends import backend_from_url
-    from digest.pipeline import describe_run, send_due
+    from digest.runs import describe_run, send_due
 
     try:
         settings, store = _open(config_path)

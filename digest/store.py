@@ -801,6 +801,13 @@ class Store:
                 .values(state="queued", updated=now)
             ).rowcount
 
+    def has_outbox_rows(self, issue_id: int) -> bool:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(outbox.c.id).where(outbox.c.issue_id == issue_id).limit(1)
+            ).first()
+        return found is not None
+
     def outbox_counts(self, issue_id: int) -> dict[str, int]:
         with self.engine.connect() as connection:
             rows = connection.execute(
@@ -903,6 +910,18 @@ class Store:
                     sa.update(issues)
                     .where(issues.c.id == issue_id, issues.c.status == "draft")
                     .values(status="approved", send_after=send_after, updated=now)
+                ).rowcount
+            )
+
+    def start_sending(self, issue_id: int, *, now: datetime) -> bool:
+        """Draft or approved → sending, in one statement, so no edit lands after the issue's
+        content is read for sending. True only for the caller that moved it."""
+        with self.transaction() as connection:
+            return bool(
+                connection.execute(
+                    sa.update(issues)
+                    .where(issues.c.id == issue_id, issues.c.status.in_(EDITABLE_STATUSES))
+                    .values(status="sending", updated=now)
                 ).rowcount
             )
 

@@ -184,6 +184,23 @@ class FakeSendGrid:
                 "duplicates": sum(n - 1 for n in self.addresses.values() if n > 1),
             }
 
+    def events(self, kind: str = "processed", *, timestamp: int = 0) -> list[dict[str, Any]]:
+        """What SendGrid's event webhook would post about every delivery so far: one event
+        each, with the message's custom_args at the top level (needs record="full")."""
+        with self._lock:
+            deliveries = list(self.deliveries)
+        return [
+            {
+                "email": delivery.to,
+                "event": kind,
+                "sg_event_id": f"{kind}-{number}-{delivery.message_id}",
+                "sg_message_id": f"{delivery.message_id}.filter0001.{number}",
+                "timestamp": timestamp or int(time.time()),
+                **delivery.custom_args,
+            }
+            for number, delivery in enumerate(deliveries)
+        ]
+
     # --- the API ---
 
     def answer(

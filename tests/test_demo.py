@@ -23,9 +23,10 @@ from digest.cli import app
 from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
 from digest.deliver.file import FileBackend
+from digest.messages import MessageFactory
 from digest.models import Section
-from digest.pipeline import MessageFactory, published_pages, send_issue
-from digest.store import Store
+from digest.pipeline import published_pages, send_issue
+from digest.store import IssueNotEditable, Store
 from digest.web.app import create_app
 from digest.web.serving import public_app
 from subscribers.service import audience
@@ -292,3 +293,34 @@ async def test_the_outbox_claims_as_many_rows_as_the_backend_takes(
     report = await send_issue(settings, store, again.id, backend, clock=lambda: datetime.now(UTC))
     assert report.sent == sum(backend.batches) and backend.batches[0] == 7
     assert all(size <= 7 for size in backend.batches)
+
+
+async def test_a_send_that_died_before_queueing_queues_its_audience_when_resumed(
+    demo: dict, tmp_path: Path
+) -> None:
+    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
+    store = Store.open(settings.database_url)
+    issue = store.load_issue(demo["issue_id"])
+    assert issue is not None
+    again, _ = store.save_issue(replace(issue, id=None, period_key="died-before-queueing"))
+    assert again.id is not None
+    now = datetime.now(UTC)
+    # The sender moved the issue to `sending` and died before writing a single outbox row.
+    assert store.start_sending(again.id, now=now)
+    assert not store.start_sending(again.id, now=now)  # only one caller moves it
+    with pytest.raises(IssueNotEditable, match="only a draft or approved issue"):
+        store.save_issue_edits(replace(again, intro="too late"), now=now)
+
+    report = await send_issue(settings, store, again.id, FileBackend(tmp_path), clock=lambda: now)
+
+    delivered = len(list(tmp_path.glob("*.eml")))
+    assert report.sent == delivered >= 19 and report.queued == 0  # the audience, once each
+    assert store.issue_status(again.id) == "sent"
+    # A sent issue is never queued again, even for a subscriber who joined since.
+    config = ["--config", str(Path(demo["folder"]) / "digest.toml")]
+    joined = CliRunner().invoke(app, [*config, "subscribers", "add", "late@example.org"])
+    assert joined.exit_code == 0, joined.stderr
+    again_report = await send_issue(
+        settings, store, again.id, FileBackend(tmp_path), clock=lambda: now
+    )
+    assert again_report.sent == delivered == len(list(tmp_path.glob("*.eml")))

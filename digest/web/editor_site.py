@@ -24,8 +24,8 @@ from digest.editing import (
     set_intro,
     set_subject,
 )
+from digest.messages import MessageFactory
 from digest.models import Issue
-from digest.pipeline import MessageFactory
 from digest.store import IssueNotEditable, Store
 from digest.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard, set_csrf_cookie
 from digest.web.editor_auth import EDITOR_PATH, EditorAuth

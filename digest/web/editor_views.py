@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from digest.config import DigestConfig, Settings
 from digest.deliver.message import to_email_message
 from digest.editing import EditError
+from digest.messages import MessageFactory
 from digest.models import Issue, OutgoingMessage
-from digest.pipeline import MessageFactory
 from digest.store import OutboxRow, Store
 from subscribers.service import SubscriberError, find_person, find_subscription, normalise_email
 

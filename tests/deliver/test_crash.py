@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,19 +26,24 @@ from digest.cli import app
 from digest.config import load_settings
 from digest.store import Store
 from digest.tables import outbox
+from digest.web.webhooks import EventWebhook, parse_events, receive_events
 from tests.conftest import SmtpServer
+from tests.fake_sendgrid import FakeSendGrid
 
 pytestmark = pytest.mark.slow
 
+NOW = datetime.now(UTC)
 READERS = 10_000
 KILLS = 20
+SENDGRID_KEY = "SG.crash-test-key"
 
 
-def sender(folder: Path, issue_id: int, server: SmtpServer, *extra: str) -> subprocess.Popen:
+def sender(folder: Path, issue_id: int, mail_url: str, *extra: str) -> subprocess.Popen:
     environment = {
         **os.environ,
         "DIGEST_CONFIG": str(folder / "digest.toml"),
-        "DIGEST_MAIL_URL": f"smtp://{server.host}:{server.port}?timeout=10",
+        "DIGEST_MAIL_URL": mail_url,
+        "SENDGRID_API_KEY": SENDGRID_KEY,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "digest", "send", str(issue_id), "--json", *extra],
@@ -59,9 +66,9 @@ def states(store: Store, issue_id: int) -> dict[str, str]:
         return {email: state for email, state in rows}
 
 
-def test_twenty_kill_9s_during_a_ten_thousand_reader_send(
-    tmp_path: Path, smtp_server: SmtpServer
-) -> None:
+def crash_issue(tmp_path: Path) -> tuple[Path, Store, int]:
+    """A demo folder with READERS more readers, and a new issue for them all; returns the
+    folder, its store and the issue id."""
     runner = CliRunner()
     folder = tmp_path / "crash"
     assert runner.invoke(app, ["demo", str(folder), "--json"]).exit_code == 0
@@ -80,15 +87,22 @@ def test_twenty_kill_9s_during_a_ten_thousand_reader_send(
     assert sent_issue is not None
     issue, _ = store.save_issue(replace(sent_issue, id=None, period_key="crash-test"))
     assert issue.id is not None
+    return folder, store, issue.id
 
-    chance = random.Random(20251125)
+
+def kill_repeatedly(
+    start: Callable[[], subprocess.Popen], arrived: Callable[[], int], seed: int
+) -> int:
+    """Start the sender and kill -9 it mid-send, KILLS times (or until a run finishes
+    first); returns how many kills there were."""
+    chance = random.Random(seed)
     kills = 0
     while kills < KILLS:
-        process = sender(folder, issue.id, smtp_server)
+        process = start()
         # Kill mid-send: once a random number of further messages have arrived, at a random
         # instant within the next 50 ms (inside a batch, between batches, while bookkeeping).
-        target = len(delivered(smtp_server)) + chance.randint(1, 300)
-        while process.poll() is None and len(delivered(smtp_server)) < target:
+        target = arrived() + chance.randint(1, 300)
+        while process.poll() is None and arrived() < target:
             time.sleep(0.005)
         time.sleep(chance.uniform(0, 0.05))
         if process.poll() is not None:
@@ -98,11 +112,24 @@ def test_twenty_kill_9s_during_a_ten_thousand_reader_send(
         assert process.stderr is not None
         process.stderr.close()
         kills += 1
-    finished = sender(folder, issue.id, smtp_server)
+    return kills
+
+
+def test_twenty_kill_9s_during_a_ten_thousand_reader_send(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    folder, store, issue_id = crash_issue(tmp_path)
+    mail_url = f"smtp://{smtp_server.host}:{smtp_server.port}?timeout=10"
+    kills = kill_repeatedly(
+        lambda: sender(folder, issue_id, mail_url),
+        lambda: len(delivered(smtp_server)),
+        seed=20251125,
+    )
+    finished = sender(folder, issue_id, mail_url)
     _out, errors = finished.communicate(timeout=600)
 
     received = delivered(smtp_server)
-    outcome = states(store, issue.id)
+    outcome = states(store, issue_id)
     twice = [address for address, count in received.items() if count > 1]
     assert twice == [], f"{len(twice)} readers got the issue twice, e.g. {twice[:3]}"
     # A kill between the server's answer and our bookkeeping leaves a row `sending`: reported
@@ -116,10 +143,46 @@ def test_twenty_kill_9s_during_a_ten_thousand_reader_send(
     print(f"\n{kills} kills; {len(received)} delivered; {len(held)} held as unknown")
     report = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "digest", *config, "status", str(issue.id), "--json"],
+            [
+                sys.executable,
+                "-m",
+                "digest",
+                "--config",
+                str(folder / "digest.toml"),
+                "status",
+                str(issue_id),
+                "--json",
+            ],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
     )
     assert report["sent"] == sum(s == "sent" for s in outcome.values())
+
+
+def test_twenty_kill_9s_during_a_ten_thousand_reader_sendgrid_send(tmp_path: Path) -> None:
+    """The same against the fake SendGrid; then SendGrid's events settle every message it
+    took, and `--retry-unknown` sends the rest: everyone has exactly one copy."""
+    folder, store, issue_id = crash_issue(tmp_path)
+    with FakeSendGrid(SENDGRID_KEY) as fake:
+        kills = kill_repeatedly(
+            lambda: sender(folder, issue_id, fake.mail_url),
+            lambda: fake.stats()["recipients"],
+            seed=20261126,
+        )
+        finished = sender(folder, issue_id, fake.mail_url)
+        _out, errors = finished.communicate(timeout=600)
+        assert fake.stats()["duplicates"] == 0, errors
+        held = {a for a, state in states(store, issue_id).items() if state != "sent"}
+
+        webhook = EventWebhook(public_key=None, store=store, lists_by_digest={})  # type: ignore[arg-type]
+        receive_events(webhook, parse_events(json.dumps(fake.events()).encode(), now=NOW))
+        retried = sender(folder, issue_id, fake.mail_url, "--retry-unknown")
+        _out, errors = retried.communicate(timeout=600)
+
+        stats = fake.stats()
+        outcome = states(store, issue_id)
+    print(f"\n{kills} kills; {len(held)} held as unknown before the events")
+    assert (stats["duplicates"], stats["distinct"]) == (0, READERS + 20), errors
+    assert set(outcome.values()) == {"sent"}

@@ -16,17 +16,19 @@ from digest.cli import app
 from digest.config import load_settings
 from digest.deliver.backends import backend_from_url
 from digest.deliver.message import list_id, message_id, unsubscribe_headers
-from digest.deliver.outbox import deliver_issue
+from digest.deliver.outbox import SendReport, deliver_issue
 from digest.deliver.sendgrid import SendGridBackend
 from digest.deliver.sendgrid_requests import plan_requests, tracking_args
 from digest.errors import ConfigError, DeliveryError
+from digest.messages import MessageFactory
 from digest.models import OutgoingMessage, SharedBody
-from digest.pipeline import MessageFactory, send_issue
+from digest.pipeline import send_issue
 from digest.render import RenderContext, personalise, render_issue
 from digest.render.environment import template_environment
 from digest.render.issue import RenderedIssue
 from digest.render.markers import marker
 from digest.store import OutboxRow, Store
+from digest.web.webhooks import EventWebhook, parse_events, receive_events
 from subscribers.service import audience
 from tests.deliver.test_outbox import queued_issue, readers
 from tests.fake_sendgrid import FakeSendGrid
@@ -474,3 +476,37 @@ async def test_the_demo_issue_reaches_every_subscriber_once_through_sendgrid(
         assert (delivery.html, delivery.text) == (expected.html, expected.text)
         assert delivery.headers == expected.headers
         assert delivery.custom_args["issue_id"] == str(again.id)
+
+
+async def test_with_faults_events_then_retry_unknown_everyone_gets_exactly_one_copy(
+    fake: FakeSendGrid, store: Store
+) -> None:
+    """20% of requests fail (refused, or the answer lost before or after SendGrid took it).
+    SendGrid's events about what it took settle those rows; the rest are retried."""
+    issue_id = queued_issue(store, readers(400))
+    fake.fail_randomly(0.2, ["429", "500", "503", "drop", "drop-unaccepted"], seed=11)
+    backend = backend_for(fake)
+
+    async def send_until_nothing_is_queued() -> SendReport:
+        while True:
+            report = await deliver_issue(
+                store, issue_id, plain_message, backend, clock=clock, batch_size=20, retry_delay=0
+            )
+            if not report.queued:
+                return report
+
+    first = await send_until_nothing_is_queued()
+    assert first.unknown > 0  # some answers were lost: those rows are held, not resent
+    webhook = EventWebhook(public_key=None, store=store, lists_by_digest={})  # type: ignore[arg-type]
+    body = json.dumps(fake.events(timestamp=int(NOW.timestamp()))).encode()
+    receive_events(webhook, parse_events(body, now=NOW))
+    settled = store.outbox_counts(issue_id)
+    assert settled["sent"] == fake.stats()["distinct"]  # every taken message is now `sent`
+
+    fake.fail_randomly(0.0, [])
+    store.requeue(issue_id, ("unknown", "sending"), now=NOW)
+    final = await send_until_nothing_is_queued()
+
+    stats = fake.stats()
+    assert (final.sent, final.unknown, final.failed) == (400, 0, 0)
+    assert (stats["distinct"], stats["duplicates"]) == (400, 0)

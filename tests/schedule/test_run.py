@@ -1,5 +1,5 @@
 """A digest's slot run and the due check, on a real database and the file backend, with a
-clock the test moves (digest.pipeline.run_digest_slot, send_due; digest.review)."""
+clock the test moves (digest.runs.run_digest_slot, send_due; digest.review)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from digest.config import Settings
 from digest.deliver.backends import backend_from_url
-from digest.pipeline import digest_slot, run_digest_slot, send_due
 from digest.review import render_review
+from digest.runs import digest_slot, run_digest_slot, send_due
 from digest.store import Store
 from tests.schedule.conftest import READERS, Clock, MakeProject, Project, stories
 
