@@ -241,7 +241,10 @@ class SchedulerConfig(_Strict):
         default=60,
         ge=1,
         le=10080,
-        description="Minutes a missed job may run late (after a restart); later runs are skipped.",
+        description=(
+            "Minutes a missed fetch or due-check may still run late (after a restart); a "
+            "digest's missed slot always runs, and its late cut-off decides."
+        ),
     )
     due_every: int = Field(
         default=1, ge=1, le=60, description="Minutes between checks for approved issues to send."

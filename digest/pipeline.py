@@ -38,7 +38,7 @@ from digest.render.environment import template_environment
 from digest.render.issue import (
     render_web_version,
 )
-from digest.store import SENT_STATUSES, OutboxRow, QueuedRecipient, Store
+from digest.store import EDITABLE_STATUSES, SENT_STATUSES, OutboxRow, QueuedRecipient, Store
 from digest.topics import group_by_topic
 from subscribers.service import audience_for
 
@@ -279,29 +279,24 @@ async def send_issue(
     retry_unknown: bool = False,
     batch_size: int | None = None,
     on_progress: Callable[[int], None] = lambda _done: None,
+    from_statuses: Sequence[str] = EDITABLE_STATUSES,
 ) -> SendReport:
     """Deliver an issue (an operator's send counts as approval); safe to run again.
+
+    `from_statuses`: what the issue may be to start sending (scheduled sends: "approved"
+    only, so a draft an editor took back is not sent; DigestError then).
 
     `batch_size` (outbox rows claimed at once) defaults to the backend's own `batch_size`
     (SendGrid: 1000, one request's worth), else 100.
     """
-    if store.load_issue(issue_id) is None:
-        raise DigestError(f"issue {issue_id}: no such issue")
-    if store.issue_status(issue_id) == "cancelled":
-        raise DigestError(f"issue {issue_id} was cancelled; it cannot be sent")
-    # Sending first, then read: an editor's save either lands before (and is sent) or is
-    # refused. The audience is frozen once: queue_issue adds nobody to an issue with rows, so
-    # a crash between the two is mended by the next run.
-    started = store.start_sending(issue_id, now=clock())
-    issue = store.load_issue(issue_id)
-    assert issue is not None
-    resumed_before_queueing = store.issue_status(
-        issue_id
-    ) == "sending" and not store.has_outbox_rows(issue_id)
-    if started or resumed_before_queueing:
-        queue_issue(settings, store, issue, now=clock())
-    if retry_unknown:
-        store.requeue(issue_id, ("unknown", "sending"), now=clock())
+    issue = prepare_send(
+        settings,
+        store,
+        issue_id,
+        clock=clock,
+        retry_unknown=retry_unknown,
+        from_statuses=from_statuses,
+    )
     report = await deliver_issue(
         store,
         issue_id,
@@ -312,9 +307,48 @@ async def send_issue(
         limits=settings.file.mail.send_limits(),
         on_progress=on_progress,
     )
-    if report.queued == 0 and store.issue_status(issue_id) == "sending":
-        store.set_issue_status(issue_id, "sent", now=clock())
+    finish_send(store, report, now=clock())
     return report
+
+
+def prepare_send(
+    settings: Settings,
+    store: Store,
+    issue_id: int,
+    *,
+    clock: Callable[[], datetime],
+    retry_unknown: bool = False,
+    from_statuses: Sequence[str] = EDITABLE_STATUSES,
+) -> Issue:
+    """Everything before the outbox is worked through (send_issue, or delivery workers):
+    the issue becomes `sending`, its audience is queued once, and with `retry_unknown` rows
+    of unknown outcome are queued again. Returns the issue."""
+    if store.load_issue(issue_id) is None:
+        raise DigestError(f"issue {issue_id}: no such issue")
+    if store.issue_status(issue_id) == "cancelled":
+        raise DigestError(f"issue {issue_id} was cancelled; it cannot be sent")
+    # Sending first, then read: an editor's save either lands before (and is sent) or is
+    # refused. The audience is frozen once: queue_issue adds nobody to an issue with rows, so
+    # a crash between the two is mended by the next run.
+    started = store.start_sending(issue_id, now=clock(), from_statuses=from_statuses)
+    if not started and (status := store.issue_status(issue_id)) in EDITABLE_STATUSES:
+        raise DigestError(f"issue {issue_id} is {status}: an editor has it; not sent")
+    issue = store.load_issue(issue_id)
+    assert issue is not None
+    resumed_before_queueing = store.issue_status(
+        issue_id
+    ) == "sending" and not store.has_outbox_rows(issue_id)
+    if started or resumed_before_queueing:
+        queue_issue(settings, store, issue, now=clock())
+    if retry_unknown:
+        store.requeue(issue_id, ("unknown", "sending"), now=clock())
+    return issue
+
+
+def finish_send(store: Store, report: SendReport, *, now: datetime) -> None:
+    """An issue nobody is owed any more is `sent`."""
+    if report.queued == 0 and store.issue_status(report.issue_id) == "sending":
+        store.set_issue_status(report.issue_id, "sent", now=now)
 
 
 def dry_run_issue(settings: Settings, store: Store, issue_id: int) -> dict[str, int]:

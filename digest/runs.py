@@ -20,7 +20,9 @@ from digest.review import tell_editors
 from digest.slots import (
     SendRule,
     due_issues,
+    in_window,
     latest_slot,
+    next_window_open,
     parse_send_window,
     schedule_trigger,
     slot_decision,
@@ -86,33 +88,6 @@ class RunReport:
         return "\n".join(lines)
 
 
-async def run_once(
-    settings: Settings,
-    store: Store,
-    backend: MailBackend,
-    *,
-    clock: Callable[[], datetime],
-    digest_name: str | None = None,
-) -> RunReport:
-    """fetch → build this period's issue → send it when the digest auto-approves."""
-    fetched = await fetch_sources(settings, store, clock=clock)
-    chosen = [settings.digest(digest_name)] if digest_name else list(settings.digests)
-    runs: list[DigestRun] = []
-    for digest in chosen:
-        try:
-            issue, created = build_issue(digest, store, now=clock(), sources=settings.sources)
-        except DigestError as error:
-            runs.append(DigestRun(digest.name, None, False, None, note=str(error)))
-            continue
-        assert issue.id is not None
-        if not digest.auto_approve and store.issue_status(issue.id) == "draft":
-            runs.append(DigestRun(digest.name, issue, created, None, note="auto_approve is off"))
-            continue
-        report = await send_issue(settings, store, issue.id, backend, clock=clock)
-        runs.append(DigestRun(digest.name, issue, created, report))
-    return RunReport(fetch=fetched, digests=tuple(runs))
-
-
 # --- scheduled runs: `digest serve`'s jobs and cron's `digest run` (decisions: digest/slots.py)
 
 
@@ -140,6 +115,8 @@ async def run_digest_slot(
     the send window, or left for an editor (who is emailed the review link), saying why.
 
     The period comes from the slot, not the clock, so a late run builds the punctual issue.
+    Every later pass over the same slot (cron, a restart) finds it built: a draft an editor
+    has taken over is theirs, and only a draft no one has touched is still approved by a run.
     """
     try:
         issue, created = build_issue(digest, store, now=slot, sources=settings.sources)
@@ -147,30 +124,87 @@ async def run_digest_slot(
         return DigestRun(digest.name, None, False, None, note=str(error))
     assert issue.id is not None
     status = store.issue_status(issue.id)
+    rule = send_rule(digest)
     if status in ("approved", "sent", "cancelled"):
         note = "approved; sent when due" if status == "approved" else f"already {status}"
         return DigestRun(digest.name, issue, created, None, note=note)
-    decision = slot_decision(send_rule(digest), slot, clock())
-    if status == "draft" and not digest.auto_approve:
+    if status == "sending":
+        return await _resume_sending(settings, store, backend, digest, issue, rule, clock=clock)
+    if not digest.auto_approve:
         if created:
             await tell_editors(
                 settings, digest, issue, backend, reason="auto_approve is off", now=clock()
             )
         return DigestRun(digest.name, issue, created, None, note="waits for approval")
+    decision = slot_decision(rule, slot, clock())
     if decision.action == "hold":
-        log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, decision.reason)
-        if created:
+        if created:  # later passes find it held already: said once
+            log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, decision.reason)
             await tell_editors(
                 settings, digest, issue, backend, reason=decision.reason, now=clock()
             )
         return DigestRun(digest.name, issue, created, None, note=decision.reason)
-    if decision.action == "wait" and status == "draft":
-        assert decision.at is not None
-        store.approve_draft_for_later(issue.id, send_after=decision.at, now=clock())
+    # Approve the draft only while no editor has taken it over (atomic with that check), then
+    # send approved only: an editor's save in between takes it back to draft, unsent.
+    if not store.approve_draft_for_later(issue.id, send_after=decision.at, now=clock()):
+        return DigestRun(digest.name, issue, created, None, note=_moved_elsewhere(store, issue))
+    if decision.action == "wait":
         log.info("digest=%s issue=%s %s", digest.name, issue.id, decision.reason)
         return DigestRun(digest.name, issue, created, None, note=decision.reason)
-    # A draft to auto-approve, or a send another run began (resuming sends no one twice).
-    report = await send_issue(settings, store, issue.id, backend, clock=clock)
+    return await _send(settings, store, backend, digest, issue, created, clock=clock)
+
+
+EDITOR_HAS_IT = "an editor has taken this draft over; it goes when they approve it"
+
+
+def _moved_elsewhere(store: Store, issue: Issue) -> str:
+    """Why a run did not approve its draft: an editor has it, or another run or an editor moved
+    it first (an approved issue then goes through the due check, at its own send time)."""
+    assert issue.id is not None
+    status = store.issue_status(issue.id)
+    if status == "draft":
+        return EDITOR_HAS_IT
+    return "approved; sent when due" if status == "approved" else f"already {status}"
+
+
+async def _resume_sending(
+    settings: Settings,
+    store: Store,
+    backend: MailBackend,
+    digest: DigestConfig,
+    issue: Issue,
+    rule: SendRule,
+    *,
+    clock: Callable[[], datetime],
+) -> DigestRun:
+    """A send of this slot's issue that stopped half-way goes on, inside the send window only
+    (resuming sends no one twice)."""
+    if not in_window(rule, clock()):
+        opens = next_window_open(rule, clock())
+        note = f"sending stopped outside the send window; resumes at {opens:%Y-%m-%d %H:%M} UTC"
+        return DigestRun(digest.name, issue, False, None, note=note)
+    return await _send(settings, store, backend, digest, issue, False, clock=clock)
+
+
+async def _send(
+    settings: Settings,
+    store: Store,
+    backend: MailBackend,
+    digest: DigestConfig,
+    issue: Issue,
+    created: bool,
+    *,
+    clock: Callable[[], datetime],
+) -> DigestRun:
+    """Send an approved (or resume a sending) issue; an editor's move in between is reported."""
+    assert issue.id is not None
+    try:
+        report = await send_issue(
+            settings, store, issue.id, backend, clock=clock, from_statuses=("approved",)
+        )
+    except DigestError as error:  # cancelled or taken back between the status read and now
+        log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, error)
+        return DigestRun(digest.name, issue, created, None, note=str(error))
     return DigestRun(digest.name, issue, created, report)
 
 
@@ -206,7 +240,14 @@ async def send_due(
             runs.append(DigestRun(digest.name, issue, False, None, note=decision.reason))
             continue
         try:
-            report = await send_issue(settings, store, approved.issue_id, backend, clock=clock)
+            report = await send_issue(
+                settings,
+                store,
+                approved.issue_id,
+                backend,
+                clock=clock,
+                from_statuses=("approved",),
+            )
         except DigestError as error:
             log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, error)
             runs.append(DigestRun(digest.name, issue, False, None, note=str(error)))
@@ -222,14 +263,19 @@ async def run_scheduled(
     *,
     clock: Callable[[], datetime],
     digest_name: str | None = None,
+    slot_of: Callable[[DigestConfig, datetime], datetime | None] = digest_slot,
 ) -> RunReport:
     """`digest run`, for cron: fetch, each digest's latest slot (see run_digest_slot), then
-    the approved issues that are due. Running it again, or from two hosts, sends nobody twice."""
+    the approved issues that are due. Running it again, or from two hosts, sends nobody twice.
+
+    `slot_of` finds a digest's slot at a time; `digest demo` makes it "now", so its issue goes
+    at once whatever the day.
+    """
     fetched = await fetch_sources(settings, store, clock=clock)
     chosen = [settings.digest(digest_name)] if digest_name else list(settings.digests)
     runs: list[DigestRun] = []
     for digest in chosen:
-        slot = digest_slot(digest, clock())
+        slot = slot_of(digest, clock())
         if slot is None:
             runs.append(DigestRun(digest.name, None, False, None, note="no slot in 5 years"))
             continue

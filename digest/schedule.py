@@ -92,7 +92,7 @@ def digest_job(config_path: str, digest_name: str) -> None:
     try:
         settings, store = _open(config_path)
         digest = settings.digest(digest_name)
-        # The slot the scheduler fired for (or, fired late within the grace, the one it missed).
+        # The slot the scheduler fired for (or, fired late after an outage, the one it missed).
         slot = digest_slot(digest, utc_now())
         if slot is None:
             log.error("job digest:%s: its schedule has no slot in 5 years", digest_name)
@@ -139,7 +139,7 @@ class JobSpec:
     func: Callable[..., None]
     args: tuple[str, ...]
     trigger: BaseTrigger
-    keep_next_run: bool  # a cron job keeps the run it missed while down (within the grace)
+    keep_next_run: bool  # a digest job keeps the run it missed while down, however long ago
     run_at_start: bool = False  # a fetch runs when the scheduler starts, then every N minutes
 
 
@@ -184,10 +184,11 @@ def sync_jobs(scheduler: BaseScheduler, settings: Settings) -> list[str]:
     """Make the stored jobs what the configuration asks for; the ids of the jobs after.
 
     Jobs no longer configured are removed. An unchanged digest job is kept as stored, so a
-    slot missed while the scheduler was down still runs on start (within the misfire grace);
-    any other job is replaced.
+    slot missed while the scheduler was down still runs on start, however long ago (its
+    late_after cut-off decides whether it is sent or held for an editor); any other job is
+    replaced, and a fetch or due run missed by more than `misfire_grace` is skipped.
     """
-    grace = settings.file.scheduler.misfire_grace * 60
+    fetch_grace = settings.file.scheduler.misfire_grace * 60
     specs = job_specs(settings)
     wanted = {spec.id for spec in specs}
     stored = {job.id: job for job in scheduler.get_jobs()}
@@ -195,6 +196,9 @@ def sync_jobs(scheduler: BaseScheduler, settings: Settings) -> list[str]:
         scheduler.remove_job(job_id)
         log.info("job %s removed: no longer in %s", job_id, settings.path)
     for spec in specs:
+        # A digest run missed by any time still runs (once: coalesced), and its slot decides:
+        # sent, or held for an editor who is told. An outage never ends in silence.
+        grace = None if spec.keep_next_run else fetch_grace
         old = stored.get(spec.id)
         unchanged = (
             old is not None

@@ -223,26 +223,38 @@ def slot_decision(rule: SendRule, slot: datetime, now: datetime) -> SendDecision
 
 @dataclass(frozen=True, slots=True)
 class ApprovedIssue:
-    """An approved issue waiting to go: at `send_after` (UTC), or at once when None."""
+    """An approved issue waiting to go: at `send_after` (UTC), or at once when None.
+
+    `approved_at`: when it was approved (None for issues approved before that was recorded).
+    """
 
     issue_id: int
     digest: str
     send_after: datetime | None
+    approved_at: datetime | None = None
 
 
-def due_decision(rule: SendRule, send_after: datetime | None, now: datetime) -> SendDecision:
+def due_decision(
+    rule: SendRule,
+    send_after: datetime | None,
+    now: datetime,
+    approved_at: datetime | None = None,
+) -> SendDecision:
     """What an approved issue does at `now`.
 
-    Lateness counts from the first moment it could have gone: `send_after`, or the window's
-    opening after it. An issue approved to go at once is never late: the approval is recent.
+    Lateness counts from the first moment it could have gone: the later of `send_after` and
+    the approval (approved Monday to go at once, the scheduler down till Thursday: late), or
+    the window's opening after that.
     """
     _require_aware(now)
     if send_after is not None and send_after > now:
         return SendDecision("wait", f"goes at {_utc(send_after):%Y-%m-%d %H:%M} UTC", send_after)
-    if send_after is not None:
-        meant = next_window_open(rule, send_after)
+    known = [moment for moment in (send_after, approved_at) if moment is not None]
+    if known:
+        meant = next_window_open(rule, max(known))
         if is_late(rule, meant, now):
-            return SendDecision("hold", _late_reason(rule, meant, now, "its send time"))
+            what = "its send time" if send_after is not None else "its approval"
+            return SendDecision("hold", _late_reason(rule, meant, now, what))
     if not in_window(rule, now):
         opens = next_window_open(rule, now)
         return SendDecision(
@@ -256,7 +268,7 @@ def due_issues(
 ) -> list[tuple[ApprovedIssue, SendDecision]]:
     """Each approved issue of a configured digest with what it does now (send, wait or hold)."""
     return [
-        (issue, due_decision(rules[issue.digest], issue.send_after, now))
+        (issue, due_decision(rules[issue.digest], issue.send_after, now, issue.approved_at))
         for issue in approved
         if issue.digest in rules
     ]

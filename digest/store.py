@@ -25,6 +25,7 @@ from digest.models import Article, Issue, Section, SendResult
 from digest.slots import ApprovedIssue
 from digest.tables import (
     articles,
+    editor_sessions,
     issue_items,
     issues,
     outbox,
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 class IssueNotEditable(DigestError):
     """The issue is sending, sent, cancelled or gone: the editor's change was not made."""
+
+
+class IssueChanged(IssueNotEditable):
+    """The issue changed after the editor's form was made: the change was not made."""
 
 
 LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
@@ -550,60 +555,127 @@ class Store:
 
     # --- the editor's changes (digest/web/editor.py) ---------------------------------------
 
-    def save_issue_edits(self, issue: Issue, *, now: datetime) -> None:
+    def save_issue_edits(
+        self, issue: Issue, *, now: datetime, seen: datetime | None = None
+    ) -> None:
         """Store an edited issue's items, sections, pins, intro and subject, in one transaction.
 
         Only a draft or approved issue changes; an approved one goes back to draft (the approval
-        was for what the editor saw). IssueNotEditable otherwise.
+        was for what the editor saw). IssueNotEditable otherwise; IssueChanged when `seen` (the
+        `updated` stamp the editor's form was made from) is given and is no longer current.
         """
         assert issue.id is not None
         with self.transaction() as connection:
             changed = connection.execute(
                 sa.update(issues)
-                .where(issues.c.id == issue.id, issues.c.status.in_(EDITABLE_STATUSES))
+                .where(
+                    issues.c.id == issue.id,
+                    issues.c.status.in_(EDITABLE_STATUSES),
+                    *_unchanged_since(seen),
+                )
                 .values(
                     intro=issue.intro,
                     subject=issue.subject,
                     status="draft",
                     send_after=None,
-                    updated=now,
+                    editor_took_over=True,  # scheduled runs leave this draft alone now
+                    updated=_next_stamp(now, seen),
                 )
             ).rowcount
             if not changed:
-                raise IssueNotEditable(self._not_editable(connection, issue.id, "edited"))
+                raise self._not_editable(connection, issue.id, "edited")
             connection.execute(sa.delete(issue_items).where(issue_items.c.issue_id == issue.id))
             items = _item_rows(issue.id, issue)
             if items:
                 connection.execute(sa.insert(issue_items), items)
 
-    def approve_issue(self, issue_id: int, *, send_after: datetime | None, now: datetime) -> None:
-        """Approve a draft (or re-time an approved issue): sent at `send_after`, or at once."""
-        self._move_issue(issue_id, "approved", "approved", now=now, send_after=send_after)
+    def approve_issue(
+        self,
+        issue_id: int,
+        *,
+        send_after: datetime | None,
+        now: datetime,
+        seen: datetime | None = None,
+    ) -> None:
+        """Approve a draft (or re-time an approved issue): sent at `send_after`, or at once.
 
-    def cancel_issue(self, issue_id: int, *, now: datetime) -> None:
+        With `seen`, only the issue as the editor saw it (IssueChanged otherwise)."""
+        self._move_issue(
+            issue_id, "approved", "approved", now=now, send_after=send_after, seen=seen
+        )
+
+    def cancel_issue(self, issue_id: int, *, now: datetime, seen: datetime | None = None) -> None:
         """Cancel an issue nobody has been sent yet (draft or approved)."""
-        self._move_issue(issue_id, "cancelled", "cancelled", now=now, send_after=None)
+        self._move_issue(issue_id, "cancelled", "cancelled", now=now, send_after=None, seen=seen)
 
     def _move_issue(
-        self, issue_id: int, status: str, verb: str, *, now: datetime, send_after: datetime | None
+        self,
+        issue_id: int,
+        status: str,
+        verb: str,
+        *,
+        now: datetime,
+        send_after: datetime | None,
+        seen: datetime | None = None,
     ) -> None:
         with self.transaction() as connection:
             changed = connection.execute(
                 sa.update(issues)
-                .where(issues.c.id == issue_id, issues.c.status.in_(EDITABLE_STATUSES))
-                .values(status=status, send_after=send_after, updated=now)
+                .where(
+                    issues.c.id == issue_id,
+                    issues.c.status.in_(EDITABLE_STATUSES),
+                    *_unchanged_since(seen),
+                )
+                .values(status=status, send_after=send_after, updated=_next_stamp(now, seen))
+                # An editor's move: scheduled runs leave the issue alone; lateness counts from it.
+                .values(editor_took_over=True, approved_at=now if status == "approved" else None)
             ).rowcount
             if not changed:
-                raise IssueNotEditable(self._not_editable(connection, issue_id, verb))
+                raise self._not_editable(connection, issue_id, verb)
 
     @staticmethod
-    def _not_editable(connection: Connection, issue_id: int, verb: str) -> str:
+    def _not_editable(connection: Connection, issue_id: int, verb: str) -> IssueNotEditable:
+        """Why an editor's change matched no row: gone, past editing, or changed meanwhile."""
         status = connection.execute(
             sa.select(issues.c.status).where(issues.c.id == issue_id)
         ).scalar()
         if status is None:
-            return f"issue {issue_id}: no such issue"
-        return f"issue {issue_id} is {status}; only a draft or approved issue can be {verb}"
+            return IssueNotEditable(f"issue {issue_id}: no such issue")
+        if status in EDITABLE_STATUSES:
+            return IssueChanged(f"issue {issue_id} changed since it was opened; it was not {verb}")
+        return IssueNotEditable(
+            f"issue {issue_id} is {status}; only a draft or approved issue can be {verb}"
+        )
+
+    # --- editor sessions (digest/web/editor_auth.py) -------------------------------------
+
+    def create_editor_session(self, id_hash: str, *, now: datetime, expires: datetime) -> None:
+        """Record a login; sessions that have expired are forgotten at the same time."""
+        with self.transaction() as connection:
+            connection.execute(sa.delete(editor_sessions).where(editor_sessions.c.expires <= now))
+            connection.execute(
+                sa.insert(editor_sessions).values(id_hash=id_hash, created=now, expires=expires)
+            )
+
+    def is_editor_session(self, id_hash: str, *, now: datetime) -> bool:
+        """Whether this session was started, has not ended and has not expired."""
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(editor_sessions.c.id_hash).where(
+                        editor_sessions.c.id_hash == id_hash, editor_sessions.c.expires > now
+                    )
+                ).first()
+                is not None
+            )
+
+    def end_editor_sessions(self, id_hash: str | None = None) -> int:
+        """End one session (logging out), or every one with None; how many ended."""
+        query = sa.delete(editor_sessions)
+        if id_hash is not None:
+            query = query.where(editor_sessions.c.id_hash == id_hash)
+        with self.transaction() as connection:
+            return connection.execute(query).rowcount
 
     def issue_summaries(self, limit: int = 100) -> list[IssueSummary]:
         """The newest issues first, each with its item count and outbox counts by state."""
@@ -728,6 +800,17 @@ class Store:
                 .limit(limit)
             ).all()
         return _outbox_rows(issue_id, rows, state="queued")
+
+    def queued_ids(self, issue_id: int) -> list[int]:
+        """The ids of the issue's queued rows, in order (a fan-out send splits them in batches)."""
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    sa.select(outbox.c.id)
+                    .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
+                    .order_by(outbox.c.id)
+                ).scalars()
+            )
 
     def claim_rows(self, row_ids: Sequence[int], *, now: datetime) -> set[int]:
         """Move those of `row_ids` still queued to `sending`; returns the ids it moved.
@@ -891,36 +974,45 @@ class Store:
         """Approved issues waiting to go, oldest first, with their send time (None: at once)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(issues.c.id, issues.c.digest, issues.c.send_after)
+                sa.select(issues.c.id, issues.c.digest, issues.c.send_after, issues.c.approved_at)
                 .where(issues.c.status == "approved")
                 .order_by(issues.c.id)
             ).all()
-        return [ApprovedIssue(row.id, row.digest, row.send_after) for row in rows]
+        return [ApprovedIssue(row.id, row.digest, row.send_after, row.approved_at) for row in rows]
 
     def approve_draft_for_later(
-        self, issue_id: int, *, send_after: datetime, now: datetime
+        self, issue_id: int, *, send_after: datetime | None, now: datetime
     ) -> bool:
-        """An auto-approved draft waits for its send window: approved, sent at `send_after`.
+        """A scheduled run auto-approves its draft: sent at `send_after` (None: at once).
 
-        False when the issue is no longer a draft (another scheduler or an editor moved it).
+        False when the issue is no longer a draft, or an editor has taken it over (saved,
+        approved or cancelled it): then it is theirs, and no run approves it behind their back.
         """
         with self.transaction() as connection:
             return bool(
                 connection.execute(
                     sa.update(issues)
-                    .where(issues.c.id == issue_id, issues.c.status == "draft")
-                    .values(status="approved", send_after=send_after, updated=now)
+                    .where(
+                        issues.c.id == issue_id,
+                        issues.c.status == "draft",
+                        issues.c.editor_took_over == sa.false(),
+                    )
+                    .values(status="approved", send_after=send_after, approved_at=now, updated=now)
                 ).rowcount
             )
 
-    def start_sending(self, issue_id: int, *, now: datetime) -> bool:
-        """Draft or approved → sending, in one statement, so no edit lands after the issue's
-        content is read for sending. True only for the caller that moved it."""
+    def start_sending(
+        self, issue_id: int, *, now: datetime, from_statuses: Sequence[str] = EDITABLE_STATUSES
+    ) -> bool:
+        """`from_statuses` (draft or approved) → sending, in one statement, so no edit lands
+        after the issue's content is read for sending. True only for the caller that moved it.
+
+        Scheduled sends pass ("approved",): a draft an editor just took back is not sent."""
         with self.transaction() as connection:
             return bool(
                 connection.execute(
                     sa.update(issues)
-                    .where(issues.c.id == issue_id, issues.c.status.in_(EDITABLE_STATUSES))
+                    .where(issues.c.id == issue_id, issues.c.status.in_(tuple(from_statuses)))
                     .values(status="sending", updated=now)
                 ).rowcount
             )
@@ -938,6 +1030,19 @@ class Store:
                     .values(status="draft", send_after=None, updated=now)
                 ).rowcount
             )
+
+
+def _unchanged_since(seen: datetime | None) -> list[Any]:
+    """The WHERE clause that ties an editor's change to the version of the issue they saw."""
+    return [] if seen is None else [issues.c.updated == seen]
+
+
+def _next_stamp(now: datetime, seen: datetime | None) -> datetime:
+    """The issue's new `updated`: `now`, but always after `seen`, so that every editor change
+    makes forms opened before it stale even when two land within one clock tick."""
+    if seen is None or now > seen:
+        return now
+    return seen + timedelta(microseconds=1)
 
 
 def _item_rows(issue_id: int, issue: Issue) -> list[dict[str, Any]]:

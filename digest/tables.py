@@ -109,6 +109,10 @@ issues = Table(
     Column("subject", Text, nullable=False, server_default=""),
     # An approved issue is sent at this time, or at once when it is NULL.
     Column("send_after", UTCDateTime, nullable=True),
+    # When it was last approved; lateness of an issue approved to go at once counts from it.
+    Column("approved_at", UTCDateTime, nullable=True),
+    # An editor saved, approved or cancelled it: scheduled runs leave its draft alone.
+    Column("editor_took_over", Boolean, nullable=False, server_default=false()),
     # draft → approved → sending → sent | cancelled
     Column("status", String(20), nullable=False, default="draft"),
     Column("created", UTCDateTime, nullable=False),
@@ -165,4 +169,14 @@ provider_events = Table(
     Column("raw", Text, nullable=False, default=""),
     UniqueConstraint("sg_event_id", name="uq_provider_events_sg_event_id"),
     Index("ix_provider_events_issue_event", "issue_id", "event"),
+)
+
+# Who is logged in to the editor pages: one row per session, keyed by the SHA-256 of the random
+# id the browser's cookie holds (a copy of this table lets nobody in). Logging out deletes it.
+editor_sessions = Table(
+    "editor_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("created", UTCDateTime, nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
 )

@@ -60,6 +60,35 @@ class CsrfGuard:
         return self._signer.sign(nonce).decode("ascii")
 
 
+class SessionCsrfGuard:
+    """The same double-submit token, also tied to a login session (the editor's pages).
+
+    The field holds the nonce and a signature over the nonce *and* a value derived from the
+    session, which the field does not reveal: a token copied from another session, from before
+    logging in again, or from a public page (another salt) is refused.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._signer = Signer(secret, salt="csrf-session", digest_method=hashlib.sha256)
+
+    def pair_for(self, cookie: str | None, session: str) -> CsrfPair:
+        """The token for a page seen in `session` ("" before logging in)."""
+        nonce = cookie if cookie is not None and _NONCE.fullmatch(cookie) else None
+        if nonce is None:
+            nonce = secrets.token_urlsafe(16)
+        return CsrfPair(nonce, self._field(nonce, session), is_new=nonce != cookie)
+
+    def is_valid(self, cookie: str | None, field_value: str | None, session: str) -> bool:
+        """Whether a POST's field was made for its cookie's nonce in this session."""
+        if not cookie or not field_value or not _NONCE.fullmatch(cookie):
+            return False
+        return hmac.compare_digest(field_value, self._field(cookie, session))
+
+    def _field(self, nonce: str, session: str) -> str:
+        signature = self._signer.get_signature(f"{nonce}.{session}").decode("ascii")
+        return f"{nonce}.{signature}"
+
+
 def set_csrf_cookie(response: Response, pair: CsrfPair, *, is_https: bool) -> None:
     """Give the browser the nonce if it lacks it; a session cookie scripts cannot read."""
     if pair.is_new:

@@ -21,17 +21,11 @@ from starlette.concurrency import run_in_threadpool
 
 from digest.config import Settings
 from digest.deliver.backends import MailBackend, backend_from_url
-from digest.editing import (
-    EditError,
-)
+from digest.editing import EditError
 from digest.errors import DigestError
-from digest.store import EDITABLE_STATUSES, IssueNotEditable, Store
+from digest.store import EDITABLE_STATUSES, IssueChanged, IssueNotEditable, Store
 from digest.web.editor_auth import EDITOR_PATH, PASSWORD_VARIABLE, EditorAuth, safe_next
-from digest.web.editor_site import (
-    EMAIL_HEADERS,
-    Editor,
-    login_url,
-)
+from digest.web.editor_site import EMAIL_HEADERS, SEEN_FIELD, Editor, login_url, seen_stamp
 from digest.web.editor_views import (
     MAX_TEST_ADDRESSES,
     build_test_messages,
@@ -62,6 +56,10 @@ DONE = {
     "approve": "Issue approved.",
     "cancel": "Issue cancelled.",
 }
+CHANGED = (
+    "The issue changed since you opened it, so nothing was changed; here it is now. "
+    "Check it and make your change again."
+)
 
 
 def _issue_url(issue_id: int, **query: str) -> str:
@@ -106,7 +104,7 @@ def editor_routes(editor: Editor) -> APIRouter:
             return editor.page(request, "login.html", 401, next=target, failed=True)
         log.info("editor logged in client=%s", _host(request))
         response = _see_other(target)
-        auth.start_session(response)
+        await run_in_threadpool(auth.start_session, request, response)
         return response
 
     @router.post("/logout")
@@ -116,8 +114,12 @@ def editor_routes(editor: Editor) -> APIRouter:
             return editor.error(
                 403, "The form was out of date; open the page again.", f"{EDITOR_PATH}/"
             )
+        everywhere = text_field(form, "everywhere") == "yes"
         response = _see_other(login_url())
-        auth.end_session(response)
+        ended = await run_in_threadpool(
+            lambda: auth.end_session(request, response, everywhere=everywhere)
+        )
+        log.info("editor logged out client=%s sessions_ended=%s", _host(request), ended)
         return response
 
     @router.get("/")
@@ -175,12 +177,14 @@ def editor_routes(editor: Editor) -> APIRouter:
     @router.post("/issues/{issue_id}/edit")
     async def edit(request: Request, issue_id: int) -> Response:
         form = await read_form(request)
-        refused = editor.refusal(request, form)
+        refused = await editor.refusal(request, form)
         if refused is not None:
             return refused
         action = text_field(form, "action")
         try:
             await run_in_threadpool(editor.save_edit, issue_id, action, form)
+        except IssueChanged:
+            return _changed(editor, request, issue_id)
         except IssueNotEditable as error:
             return editor.error(409, str(error), _issue_url(issue_id))
         except DigestError as error:
@@ -190,7 +194,7 @@ def editor_routes(editor: Editor) -> APIRouter:
     @router.post("/issues/{issue_id}/test")
     async def send_test(request: Request, issue_id: int) -> Response:
         form = await read_form(request)
-        refused = editor.refusal(request, form)
+        refused = await editor.refusal(request, form)
         if refused is not None:
             return refused
         topics = tuple(v for v in form.getlist("topics") if isinstance(v, str) and v)
@@ -220,10 +224,11 @@ def editor_routes(editor: Editor) -> APIRouter:
     @router.post("/issues/{issue_id}/approve")
     async def approve(request: Request, issue_id: int) -> Response:
         form = await read_form(request)
-        refused = editor.refusal(request, form)
+        refused = await editor.refusal(request, form)
         if refused is not None:
             return refused
         try:
+            seen = seen_stamp(issue_id, form)
             issue = editor.load(issue_id)
             zone = editor.settings.digest(issue.digest).zone
             raw = text_field(form, "send_at") if text_field(form, "when") == "later" else ""
@@ -233,8 +238,12 @@ def editor_routes(editor: Editor) -> APIRouter:
                 raise EditError(f"issue {issue_id} has no items left; there is nothing to send")
             at = send_time(raw, zone, editor.clock())
             await run_in_threadpool(
-                editor.store.approve_issue, issue_id, send_after=at, now=editor.clock()
+                lambda: editor.store.approve_issue(
+                    issue_id, send_after=at, now=editor.clock(), seen=seen
+                )
             )
+        except IssueChanged:
+            return _changed(editor, request, issue_id)
         except IssueNotEditable as error:
             return editor.error(409, str(error), _issue_url(issue_id))
         except DigestError as error:
@@ -247,17 +256,28 @@ def editor_routes(editor: Editor) -> APIRouter:
     @router.post("/issues/{issue_id}/cancel")
     async def cancel(request: Request, issue_id: int) -> Response:
         form = await read_form(request)
-        refused = editor.refusal(request, form)
+        refused = await editor.refusal(request, form)
         if refused is not None:
             return refused
         try:
-            await run_in_threadpool(editor.store.cancel_issue, issue_id, now=editor.clock())
+            seen = seen_stamp(issue_id, form)
+            await run_in_threadpool(
+                lambda: editor.store.cancel_issue(issue_id, now=editor.clock(), seen=seen)
+            )
+        except IssueChanged:
+            return _changed(editor, request, issue_id)
         except IssueNotEditable as error:
             return editor.error(409, str(error), _issue_url(issue_id))
         log.info("editor: issue=%s cancelled", issue_id)
         return _see_other(_issue_url(issue_id, done="cancel"))
 
     return router
+
+
+def _changed(editor: Editor, request: Request, issue_id: int) -> Response:
+    """409: the form was for an older version of the issue; show the issue as it is now."""
+    log.info("editor: issue=%s form refused: the issue changed since it was opened", issue_id)
+    return _show_issue(editor, request, issue_id, (), "", "", 0, status_code=409, changed=True)
 
 
 def _show_issue(
@@ -268,9 +288,14 @@ def _show_issue(
     reader: str,
     done: str,
     sent: int,
+    *,
+    status_code: int = 200,
+    changed: bool = False,
 ) -> Response:
-    issue = editor.store.load_issue(issue_id)
+    # The stamp first: if the issue changes between the two reads, the forms carry the older
+    # stamp and are refused, rather than carrying the newer one over content not shown.
     summary = editor.store.issue_summary(issue_id)
+    issue = editor.store.load_issue(issue_id)
     if issue is None or summary is None:
         return editor.error(404, f"There is no issue {issue_id}.", f"{EDITOR_PATH}/")
     try:
@@ -297,8 +322,11 @@ def _show_issue(
     return editor.page(
         request,
         "issue.html",
+        status_code,
         issue=issue,
         summary=summary,
+        seen=(SEEN_FIELD, summary.updated.isoformat()),
+        changed=CHANGED if changed else "",
         editable=summary.status in EDITABLE_STATUSES,
         cancellable=summary.status in EDITABLE_STATUSES,
         preview=preview,
@@ -334,6 +362,7 @@ def mount_editor(
     auth = EditorAuth(
         password=password,
         secret_key=settings.require_secret_key(),
+        sessions=store,
         clock=clock,
         is_https=settings.base_url.startswith("https://"),
     )

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from digest.config import Settings
@@ -26,13 +27,18 @@ from digest.editing import (
 )
 from digest.messages import MessageFactory
 from digest.models import Issue
-from digest.store import IssueNotEditable, Store
-from digest.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard, set_csrf_cookie
+from digest.store import IssueChanged, IssueNotEditable, Store
+from digest.web.csrf import COOKIE_NAME, FIELD_NAME, SessionCsrfGuard, set_csrf_cookie
 from digest.web.editor_auth import EDITOR_PATH, EditorAuth
 from digest.web.pages import PAGE_HEADERS, Pages
 from digest.web.site import text_field
 
 log = logging.getLogger(__name__)
+
+# The hidden field in every form that changes an issue: the issue's `updated` stamp when the
+# page was made, so a change made meanwhile (another tab, another editor, the scheduler)
+# refuses the form instead of being overwritten or approved unseen.
+SEEN_FIELD = "seen"
 
 # Editor pages frame the previews (same origin only) and run no script.
 EDITOR_HEADERS = {
@@ -64,16 +70,16 @@ class Editor:
     pages: Pages
     clock: Callable[[], datetime]
     backend: MailBackend
-    csrf: CsrfGuard = field(init=False)
+    csrf: SessionCsrfGuard = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "csrf", CsrfGuard(self.settings.require_secret_key()))
+        object.__setattr__(self, "csrf", SessionCsrfGuard(self.settings.require_secret_key()))
 
     def page(
         self, request: Request, template: str, status_code: int = 200, **context: object
     ) -> HTMLResponse:
         """An editor page; its forms get the CSRF field, the browser the cookie it pairs with."""
-        pair = self.csrf.pair_for(request.cookies.get(COOKIE_NAME))
+        pair = self.csrf.pair_for(request.cookies.get(COOKIE_NAME), self.auth.csrf_binding(request))
         response = self.pages.render(
             f"editor/{template}", status_code, csrf=(FIELD_NAME, pair.field_value), **context
         )
@@ -87,12 +93,14 @@ class Editor:
     def is_forged(self, request: Request, form: FormData) -> bool:
         value = form.get(FIELD_NAME)
         return not self.csrf.is_valid(
-            request.cookies.get(COOKIE_NAME), value if isinstance(value, str) else None
+            request.cookies.get(COOKIE_NAME),
+            value if isinstance(value, str) else None,
+            self.auth.csrf_binding(request),
         )
 
-    def refusal(self, request: Request, form: FormData) -> Response | None:
+    async def refusal(self, request: Request, form: FormData) -> Response | None:
         """Why a POST is refused (no session, no valid CSRF token), or None to go ahead."""
-        if not self.auth.is_logged_in(request):
+        if not await run_in_threadpool(self.auth.is_logged_in, request):
             return self.error(401, "Your editor session has ended; log in again.", login_url())
         if self.is_forged(request, form):
             log.info("editor form rejected: CSRF token missing path=%s", request.url.path)
@@ -110,12 +118,14 @@ class Editor:
         return issue
 
     def save_edit(self, issue_id: int, action: str, form: FormData) -> None:
-        """Apply one edit, render the result (a template error refuses it), then store it."""
+        """Apply one edit, render the result (a template error refuses it), then store it,
+        only if the issue is still as the form's page showed it."""
+        seen = seen_stamp(issue_id, form)
         issue = self.load(issue_id)
         topics = tuple(t.name for t in self.settings.digest(issue.digest).topics)
         edited = apply_edit(issue, action, form, topics)
         MessageFactory(self.settings, edited).variant(())  # re-render: fails before saving
-        self.store.save_issue_edits(edited, now=self.clock())
+        self.store.save_issue_edits(edited, now=self.clock(), seen=seen)
         log.info("editor: issue=%s %s", issue_id, action)
 
 
@@ -142,6 +152,18 @@ def apply_edit(issue: Issue, action: str, form: FormData, topics: tuple[str, ...
     if action == "subject":
         return set_subject(issue, text_field(form, "subject"))
     raise EditError(f"unknown edit {action[:40]!r}")
+
+
+def seen_stamp(issue_id: int, form: FormData) -> datetime:
+    """The issue's `updated` stamp the form was made with; IssueChanged when it has none."""
+    value = form.get(SEEN_FIELD)
+    try:
+        seen = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        seen = None
+    if seen is None or seen.tzinfo is None:
+        raise IssueChanged(f"issue {issue_id}: the form does not say which version it was for")
+    return seen
 
 
 def login_url(next_path: str = "") -> str:

@@ -202,3 +202,30 @@ def test_log_in_preview_drop_write_intro_send_a_test_and_approve(
     assert summary.status == "approved"
     assert summary.send_after == tomorrow.astimezone(UTC)
     assert len(running.sink.received) == 1  # approving sends nothing by itself
+
+
+def test_a_stale_tab_is_shown_the_issue_as_it_is_now_and_logging_out_ends_every_tab(
+    running: Running, desktop: Any
+) -> None:
+    expect = sync_api.expect
+    first = desktop
+    first.goto(f"{running.base_url}/editor/login")
+    first.get_by_label("Password").fill(PASSWORD)
+    first.get_by_role("button", name="Log in").click()
+    issue_url = f"{running.base_url}/editor/issues/{running.issue_id}"
+    first.goto(issue_url)
+    second = first.context.new_page()
+    second.goto(issue_url)
+
+    first.get_by_role("button", name="Drop: Story S2").click()
+    expect(first.get_by_role("status")).to_have_text("Item dropped.")
+    second.get_by_role("button", name="Approve", exact=True).click()
+    expect(second.get_by_role("alert")).to_contain_text("The issue changed since you opened it")
+    expect(second.get_by_role("button", name="Drop: Story S2")).to_have_count(0)
+    look(second, "8-changed")
+    assert running.store.issue_status(running.issue_id) == "draft"
+
+    first.get_by_role("button", name="Log out", exact=True).click()
+    assert first.url.startswith(f"{running.base_url}/editor/login")
+    second.goto(issue_url)
+    assert second.url.startswith(f"{running.base_url}/editor/login")

@@ -23,12 +23,12 @@ from pathlib import Path
 import brotli
 import pytest
 
+from digest.collect import fetch_sources
 from digest.config import parse_settings
 from digest.errors import SourceError
 from digest.ingest.feeds import parse_feed
 from digest.ingest.fetch import FetchLimits, fetch_location, make_client
 from digest.models import Article
-from digest.pipeline import fetch_sources
 from digest.store import Store
 
 FIFTY_MB = 50 * 1024 * 1024

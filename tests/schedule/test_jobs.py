@@ -98,8 +98,8 @@ def test_the_stored_digest_job_fires_on_monday_at_8_berlin_time(
     trigger, next_run, _args, grace, coalesce = jobs["digest:weekly"]  # type: ignore[misc]
     local = next_run.astimezone(trigger.timezone)
     assert (local.strftime("%A"), local.hour, local.minute) == ("Monday", 8, 0)
-    # A run missed during a restart still runs within an hour, once (misfires coalesce).
-    assert (grace, coalesce) == (3600, True)
+    # A run missed during a restart still runs, however late, once (misfires coalesce).
+    assert (grace, coalesce) == (None, True)
 
 
 def test_a_restart_keeps_a_missed_digest_run_and_a_changed_schedule_replaces_it(
@@ -142,7 +142,10 @@ def test_misfire_grace_comes_from_the_configuration(project: Project, store: Sto
         encoding="utf-8",
     )
     jobs = synced(store, project.settings())
-    assert {grace for *_rest, grace, _coalesce in jobs.values()} == {15 * 60}  # type: ignore[misc]
+    graces = {job_id: grace for job_id, (*_rest, grace, _coalesce) in jobs.items()}  # type: ignore[misc]
+    # A digest job is never skipped as too late: its late_after cut-off decides instead.
+    assert graces == {"fetch:courier": 15 * 60, DUE_JOB_ID: 15 * 60, "digest:weekly": None}
+    assert all(coalesce for *_rest, coalesce in jobs.values())  # type: ignore[misc]
     assert jobs[DUE_JOB_ID][0].interval == timedelta(minutes=2)  # type: ignore[index,union-attr]
 
 
@@ -178,5 +181,39 @@ def test_on_start_the_scheduler_runs_a_slot_missed_while_it_was_down_once(
             stop_scheduler(scheduler)
         assert sorted(to for to, _subject in project.mail()) == sorted(READERS)
         assert store.latest_issue_id() == 1
+    finally:
+        store.engine.dispose()
+
+
+def test_a_slot_missed_by_more_than_the_grace_still_ends_in_an_editor_email(
+    make_project: MakeProject, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Daily, 90 minutes ago: past the hour of misfire_grace and the hour of late_after.
+    now = datetime.now(UTC)
+    slot = (now - timedelta(minutes=90)).replace(second=0, microsecond=0)
+    project = make_project(
+        sqlite_url,
+        schedule=f"{slot.minute} {slot.hour} * * *",
+        timezone="UTC",
+        late_after=1,
+        editors=["ed@example.org"],
+    )
+    monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
+    settings = project.settings()
+    store = Store.open(settings.database_url)
+    try:
+        store.save_articles(stories(now - timedelta(days=1)), now=now - timedelta(hours=2))
+        synced(store, settings)
+        set_next_run(store, "digest:weekly", slot)
+        scheduler = start_scheduler(settings, store)
+        try:
+            deadline = time.monotonic() + 30
+            while not project.mail() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            stop_scheduler(scheduler)
+        assert [to for to, _subject in project.mail()] == ["ed@example.org"]
+        issue_id = store.latest_issue_id()
+        assert issue_id == 1 and store.issue_status(issue_id) == "draft"
     finally:
         store.engine.dispose()

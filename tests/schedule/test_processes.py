@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from digest.cli import app
+from digest.store import Store
 from tests.conftest import free_port
-from tests.schedule.conftest import READERS, MakeProject, Project
+from tests.schedule.conftest import READERS, MakeProject, Project, stories
 
 # Every minute, so the latest slot is now and never late whenever the test runs.
 EVERY_MINUTE = {"schedule": "* * * * *", "timezone": "Europe/Berlin"}
@@ -80,19 +81,30 @@ def test_three_cron_runs_at_one_slot_send_one_issue_once(
 
 
 @pytest.mark.slow
-def test_two_schedulers_running_the_digest_job_at_once_send_one_issue_once(
+def test_two_digest_serve_schedulers_on_one_database_send_one_issue_once(
     make_project: MakeProject, database_url: str
 ) -> None:
-    project = make_project(
-        database_url, feed_time=datetime.now(UTC) - timedelta(days=1), **EVERY_MINUTE
-    )
-    job = (
-        "from digest.schedule import digest_job, fetch_job\n"
-        f"fetch_job({str(project.config)!r}, 'courier')\n"
-        f"digest_job({str(project.config)!r}, 'weekly')\n"
-    )
-    finish([start(project, "-c", job), start(project, "-c", job)])
+    # Every minute: the next slot is under a minute away whenever the test starts.
+    project = make_project(database_url, **EVERY_MINUTE)
+    store = Store.open(database_url)
+    try:  # what the fetches stored earlier (the feed itself is missing: its fetch just fails)
+        store.save_articles(stories(datetime.now(UTC) - timedelta(days=1)), now=datetime.now(UTC))
+    finally:
+        store.engine.dispose()
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        for _ in "ab":  # the second one started by mistake, beside the first
+            port = free_port()
+            servers.append(serve(project, port))
+            wait_for_web(servers[-1], port)
+        deadline = time.monotonic() + 85
+        while len(project.mail()) < len(READERS) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # a duplicate send, if there were one, would land now
+    finally:
+        logs = [stop(server) for server in servers]
     assert_each_reader_mailed_once(project)
+    assert all("scheduler started with 3 jobs" in " ".join(log.split()) for log in logs)
 
 
 def test_digest_run_long_after_the_slot_holds_the_issue_and_says_why(
@@ -121,10 +133,8 @@ def test_digest_run_long_after_the_slot_holds_the_issue_and_says_why(
     assert sorted(to for to, _subject in project.mail()) == sorted([*READERS, "ed@example.org"])
 
 
-def serve_and_stop(project: Project, *flags: str) -> str:
-    """Run `digest serve` until its web app answers, then stop it (Ctrl-C); its log."""
-    port = free_port()
-    process = start(
+def serve(project: Project, port: int, *flags: str) -> subprocess.Popen[str]:
+    return start(
         project,
         "-m",
         "digest",
@@ -136,21 +146,40 @@ def serve_and_stop(project: Project, *flags: str) -> str:
         str(port),
         *flags,
     )
+
+
+def wait_for_web(process: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/archive", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Stop `digest serve` (Ctrl-C), checking it exits cleanly; its log."""
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/archive", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
         _out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, err
+    return err
+
+
+def serve_and_stop(project: Project, *flags: str) -> str:
+    """Run `digest serve` until its web app answers, then stop it (Ctrl-C); its log."""
+    port = free_port()
+    process = serve(project, port, *flags)
+    try:
+        wait_for_web(process, port)
+    finally:
+        err = stop(process)
     return err
 
 

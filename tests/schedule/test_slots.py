@@ -208,12 +208,25 @@ def test_lateness_counts_from_the_window_opening_after_the_send_time():
     assert due_decision(evening, send_after, utc(2026, 11, 25, 10)).action == "hold"
 
 
-def test_an_approved_issue_outside_its_window_waits_and_one_to_go_at_once_is_never_late():
+def test_an_approved_issue_outside_its_window_waits_for_it():
     evening = rule("08:00-20:00")
     night = utc(2026, 11, 24, 23)
     decision = due_decision(evening, None, night)
     assert (decision.action, decision.at) == ("wait", utc(2026, 11, 25, 7))
-    assert due_decision(rule(late_after=1), None, night).action == "send"
+
+
+def test_one_approved_to_go_at_once_is_late_counted_from_its_approval():
+    monday, thursday = utc(2026, 11, 23, 9), utc(2026, 11, 26, 9)
+    punctual = due_decision(rule(late_after=12), None, monday + timedelta(hours=11), monday)
+    assert punctual.action == "send"
+    decision = due_decision(rule(late_after=12), None, thursday, monday)
+    assert decision.action == "hold"
+    assert "its approval 2026-11-23 09:00 UTC was 72.0 h ago" in decision.reason
+    # Approved after its send time had passed: the approval is when it could first go.
+    late_approval = due_decision(rule(late_after=1), monday, thursday, thursday)
+    assert late_approval.action == "send"
+    # Approved before the approval time was recorded: nothing to count from.
+    assert due_decision(rule(late_after=1), None, thursday).action == "send"
 
 
 def test_due_issues_skips_digests_no_longer_configured():

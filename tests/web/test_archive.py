@@ -412,3 +412,21 @@ def test_archive_digests_come_from_the_settings_in_file_order(archive: ArchiveSi
         ArchiveDigest("weekly", "The Weekly", "en", "UTC"),
         ArchiveDigest("daily", "Die Tageszeitung", "de", "Pacific/Auckland"),
     )
+
+
+def test_an_empty_feed_keeps_its_etag_as_time_passes(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    settings = parse_settings(CONFIG, path, {"DIGEST_SECRET_KEY": SECRET})
+    store = Store.open(settings.database_url)
+    clock = Clock()
+    app = public_app(settings, store, clock=clock, rate_limit=TEST_RATE_LIMIT, environ={})
+    try:
+        with TestClient(app, follow_redirects=False) as client:
+            first = client.get("/archive.atom")
+            clock.advance(hours=1)
+            later = client.get("/archive.atom", headers={"If-None-Match": first.headers["etag"]})
+    finally:
+        store.engine.dispose()
+    assert first.status_code == 200 and feedparser.parse(first.content).entries == []
+    assert later.status_code == 304

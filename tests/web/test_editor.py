@@ -6,6 +6,7 @@ password in its environment; the client speaks https so the Secure cookies trave
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from httpx import Response
 
 from digest.config import Settings, parse_settings
 from digest.models import Article, Issue, Section
 from digest.store import Store
+from digest.tables import editor_sessions
 from digest.web.ratelimit import RateLimit
 from digest.web.serving import public_app
 from tests.web.public_site import Clock, csrf_token
@@ -72,11 +75,19 @@ class EditorSite:
         assert answer.status_code == 200, answer.text
         return answer
 
-    def post(self, form: str, **fields: str | list[str]) -> Response:
-        """POST one of the issue page's forms ('edit', 'test', 'approve', 'cancel')."""
-        token = csrf_token(self.page().text)
+    def form_fields(self) -> dict[str, str]:
+        """The hidden fields every form of a freshly opened issue page carries."""
+        page = self.page().text
+        return {"csrf_token": csrf_token(page), "seen": seen_stamp(page)}
+
+    def post(
+        self, form: str, hidden: dict[str, str] | None = None, **fields: str | list[str]
+    ) -> Response:
+        """POST one of the issue page's forms ('edit', 'test', 'approve', 'cancel'), with the
+        hidden fields of a page opened now, or of the page `hidden` came from."""
         return self.client.post(
-            f"/editor/issues/{self.issue_id}/{form}", data={"csrf_token": token, **fields}
+            f"/editor/issues/{self.issue_id}/{form}",
+            data={**(hidden or self.form_fields()), **fields},
         )
 
     def edit(self, **fields: str) -> Response:
@@ -86,6 +97,12 @@ class EditorSite:
 
     def status(self) -> str:
         return self.store.issue_status(self.issue_id)
+
+
+def seen_stamp(page: str) -> str:
+    found = re.search(r'name="seen" value="([^"]+)"', page)
+    assert found, "the page has no issue stamp"
+    return found.group(1)
 
 
 def article(article_id: str) -> Article:
@@ -174,8 +191,9 @@ def test_pages_redirect_to_login_and_back_after_it(tmp_path: Path) -> None:
 def test_login_never_sends_the_editor_to_another_site(tmp_path: Path) -> None:
     _settings, store, _clock, app = build(tmp_path, {"DIGEST_EDITOR_PASSWORD": PASSWORD})
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
-        token = csrf_token(client.get("/editor/login").text)
         for target in ("https://evil.example/", "//evil.example/editor/", "/editor//evil"):
+            # Each login starts a new session, and the login form's token is tied to the last.
+            token = csrf_token(client.get("/editor/login").text)
             answer = client.post(
                 "/editor/login", data={"csrf_token": token, "password": PASSWORD, "next": target}
             )
@@ -246,29 +264,98 @@ def test_a_session_expires_after_twelve_hours(editor: EditorSite) -> None:
 
 def test_a_forged_session_cookie_is_not_a_login(editor: EditorSite) -> None:
     cookie = editor.client.cookies["digest_editor"]
-    issued, signature = cookie.split(".", 1)
+    session_id, signature = cookie.split(".", 1)
+    forged = ("B" if session_id[0] == "A" else "A") + session_id[1:]
     editor.client.cookies.clear()
-    editor.client.cookies.set("digest_editor", f"{int(issued) + 3600}.{signature}", path="/editor")
+    editor.client.cookies.set("digest_editor", f"{forged}.{signature}", path="/editor")
     assert editor.client.get("/editor/").status_code == 303
 
 
+def test_the_database_holds_only_a_hash_of_the_session_id(editor: EditorSite) -> None:
+    session_id = editor.client.cookies["digest_editor"].split(".", 1)[0]
+    with editor.store.engine.connect() as connection:
+        stored = connection.execute(sa.select(editor_sessions.c.id_hash)).scalars().all()
+    assert stored == [hashlib.sha256(session_id.encode("ascii")).hexdigest()]
+
+
 def test_changing_the_password_ends_every_session(editor: EditorSite, tmp_path: Path) -> None:
-    (tmp_path / "other").mkdir()
-    _settings, store, _clock, app = build(
-        tmp_path / "other", {"DIGEST_EDITOR_PASSWORD": "a new password"}
-    )
+    # The same database, restarted with another password.
+    _settings, store, _clock, app = build(tmp_path, {"DIGEST_EDITOR_PASSWORD": "a new password"})
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as other:
         other.cookies.set("digest_editor", editor.client.cookies["digest_editor"], path="/editor")
         assert other.get("/editor/").status_code == 303
     store.engine.dispose()
 
 
+def log_out(client: TestClient, **fields: str) -> Response:
+    token = csrf_token(client.get("/editor/").text)
+    return client.post("/editor/logout", data={"csrf_token": token, **fields})
+
+
 def test_logging_out_ends_the_session(editor: EditorSite) -> None:
-    token = csrf_token(editor.client.get("/editor/").text)
-    answer = editor.client.post("/editor/logout", data={"csrf_token": token})
+    answer = log_out(editor.client)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/editor/login"
     assert editor.client.get("/editor/").status_code == 303
+
+
+def test_a_copy_of_the_session_cookie_stops_working_at_logout(editor: EditorSite) -> None:
+    copied = editor.client.cookies["digest_editor"]
+    token = csrf_token(editor.page().text)
+    assert log_out(editor.client).status_code == 303
+    editor.client.cookies.set("digest_editor", copied, path="/editor")
+    assert editor.client.get("/editor/").headers["location"] == "/editor/login?next=%2Feditor%2F"
+    assert editor.client.get(f"/editor/issues/{editor.issue_id}").status_code == 303
+    answer = editor.client.post(
+        f"/editor/issues/{editor.issue_id}/edit",
+        data={"csrf_token": token, "action": "drop", "article": "s1"},
+    )
+    assert answer.status_code == 401
+    assert editor.layout()[0] == ("Science", ("s1", "s2", "s3"))
+
+
+def test_logging_out_ends_only_that_browsers_session(editor: EditorSite) -> None:
+    app = editor.client.app
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as other:
+        assert log_in(other).status_code == 303
+        assert log_out(editor.client).status_code == 303
+        assert other.get("/editor/").status_code == 200
+
+
+def test_logging_out_everywhere_ends_every_session(editor: EditorSite) -> None:
+    app = editor.client.app
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as other:
+        assert log_in(other).status_code == 303
+        assert "Log out everywhere" in other.get("/editor/").text
+        assert log_out(other, everywhere="yes").status_code == 303
+        assert other.get("/editor/").status_code == 303
+    assert editor.client.get("/editor/").status_code == 303
+
+
+def test_logging_in_again_ends_the_browsers_previous_session(editor: EditorSite) -> None:
+    before = editor.client.cookies["digest_editor"]
+    assert log_in(editor.client).status_code == 303
+    assert editor.client.get("/editor/").status_code == 200
+    with TestClient(editor.client.app, base_url="https://testserver") as other:
+        other.cookies.set("digest_editor", before, path="/editor")
+        assert other.get("/editor/", follow_redirects=False).status_code == 303
+
+
+def test_a_csrf_token_from_another_session_is_refused(editor: EditorSite) -> None:
+    first = editor.form_fields()
+    assert log_in(editor.client).status_code == 303  # a second session in the same browser
+    answer = editor.post("edit", first, action="drop", article="s1")
+    assert answer.status_code == 403
+    assert editor.layout()[0] == ("Science", ("s1", "s2", "s3"))
+    assert editor.post("edit", action="drop", article="s1").status_code == 303
+
+
+def test_a_csrf_token_from_a_public_page_is_refused(editor: EditorSite) -> None:
+    public = csrf_token(editor.client.get("/subscribe").text)
+    hidden = {**editor.form_fields(), "csrf_token": public}
+    answer = editor.post("edit", hidden, action="drop", article="s1")
+    assert answer.status_code == 403
+    assert editor.layout()[0] == ("Science", ("s1", "s2", "s3"))
 
 
 def test_a_post_without_a_session_changes_nothing(editor: EditorSite) -> None:
@@ -430,3 +517,59 @@ def test_an_edit_the_templates_cannot_render_is_refused_and_not_saved(
     assert editor.issue().intro == ""
     editor.edit(action="intro", intro="fine")
     assert editor.issue().intro == "fine"
+
+
+# --- forms from a page that is out of date ----------------------------------------------------
+
+
+def test_the_second_of_two_edits_from_one_page_is_refused_and_shows_the_issue_now(
+    editor: EditorSite,
+) -> None:
+    opened = editor.form_fields()
+    assert editor.post("edit", opened, action="drop", article="s1").status_code == 303
+    answer = editor.post("edit", opened, action="drop", article="s2")
+    assert answer.status_code == 409
+    assert "The issue changed since you opened it" in answer.text
+    assert seen_stamp(answer.text) != opened["seen"]  # its forms are for the issue as it is now
+    assert editor.layout()[0] == ("Science", ("s2", "s3"))
+    assert editor.post("edit", action="drop", article="s2").status_code == 303
+
+
+def test_an_edit_from_another_tab_is_not_overwritten_within_one_clock_tick(
+    editor: EditorSite,
+) -> None:
+    # The test clock stands still: the stamp must still move with every change.
+    opened = editor.form_fields()
+    assert editor.post("edit", opened, action="intro", intro="Mine").status_code == 303
+    assert editor.post("edit", opened, action="intro", intro="Theirs").status_code == 409
+    assert editor.issue().intro == "Mine"
+
+
+def test_an_approval_from_a_page_opened_before_an_edit_is_refused(editor: EditorSite) -> None:
+    opened = editor.form_fields()
+    editor.edit(action="drop", article="s1")
+    answer = editor.post("approve", opened, when="now")
+    assert answer.status_code == 409
+    assert "The issue changed since you opened it" in answer.text
+    assert editor.status() == "draft"
+    assert editor.post("approve", when="now").status_code == 303
+    assert editor.status() == "approved"
+
+
+def test_cancelling_from_a_page_opened_before_an_approval_is_refused(editor: EditorSite) -> None:
+    opened = editor.form_fields()
+    assert editor.post("approve", when="now").status_code == 303
+    assert editor.post("cancel", opened).status_code == 409
+    assert editor.status() == "approved"
+
+
+def test_a_form_without_the_issue_stamp_changes_nothing(editor: EditorSite) -> None:
+    hidden = {"csrf_token": editor.form_fields()["csrf_token"]}
+    for form, fields in (
+        ("edit", {"action": "drop", "article": "s1"}),
+        ("approve", {}),
+        ("cancel", {}),
+    ):
+        assert editor.post(form, hidden, **fields).status_code == 409
+    assert editor.layout()[0] == ("Science", ("s1", "s2", "s3"))
+    assert editor.status() == "draft"

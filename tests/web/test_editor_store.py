@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from digest.editing import drop_item, move_to_section, pin_item, set_intro, set_subject
-from digest.store import IssueNotEditable, QueuedRecipient, Store
+from digest.store import IssueChanged, IssueNotEditable, QueuedRecipient, Store
 from tests.web.test_editor import START, save_issue
 
 
@@ -70,3 +70,35 @@ def test_summaries_count_items_and_outbox_rows_per_issue(store: Store) -> None:
     assert summaries[first].item_count == 6 and summaries[second].item_count == 5
     assert summaries[first].outbox["queued"] == 2 and summaries[second].outbox["queued"] == 0
     assert [s.id for s in store.issue_summaries(limit=1)] == [second]
+
+
+def test_a_change_from_an_out_of_date_view_is_refused_and_changes_nothing(store: Store) -> None:
+    issue_id = save_issue(store)
+    before = store.issue_summary(issue_id)
+    issue = store.load_issue(issue_id)
+    assert before is not None and issue is not None
+    store.save_issue_edits(drop_item(issue, "s1"), now=START, seen=before.updated)
+    after = store.issue_summary(issue_id)
+    assert after is not None and after.updated > before.updated  # even within one clock tick
+    with pytest.raises(IssueChanged, match=f"issue {issue_id} changed"):
+        store.save_issue_edits(drop_item(issue, "s2"), now=START, seen=before.updated)
+    with pytest.raises(IssueChanged):
+        store.approve_issue(issue_id, send_after=None, now=START, seen=before.updated)
+    with pytest.raises(IssueChanged):
+        store.cancel_issue(issue_id, now=START, seen=before.updated)
+    assert store.issue_summary(issue_id) == after
+    store.approve_issue(issue_id, send_after=None, now=START, seen=after.updated)
+    assert store.issue_status(issue_id) == "approved"
+
+
+def test_editor_sessions_end_one_at_a_time_or_all_and_expire(store: Store) -> None:
+    later = START + timedelta(hours=12)
+    store.create_editor_session("a" * 64, now=START, expires=later)
+    store.create_editor_session("b" * 64, now=START, expires=later)
+    assert store.is_editor_session("a" * 64, now=START)
+    assert not store.is_editor_session("a" * 64, now=later)
+    assert store.end_editor_sessions("a" * 64) == 1
+    assert not store.is_editor_session("a" * 64, now=START)
+    assert store.is_editor_session("b" * 64, now=START)
+    assert store.end_editor_sessions() == 1
+    assert not store.is_editor_session("b" * 64, now=START)
