@@ -1,13 +1,16 @@
-"""Subscriber import speed and memory: `python bench/bench_import.py [--rows N] [--small N]`.
+"""Subscriber import speed and memory: `python bench/bench_import.py [--rows N] [--small N]
+[--database sqlite|postgres]`.
 
 Generates a CSV of N people (default 1,000,000; names, topics and cadences, 0.1% bad
 addresses, 0.5% repeated addresses), then runs the real command
 
     digest subscribers import FILE --consent ... --json
 
-in a fresh process into a fresh SQLite database, for `--small` rows (default 100,000) and for
+in a fresh process into a fresh database, for `--small` rows (default 100,000) and for
 all N rows, and reports wall time, rows per second and the process's peak RSS. Flat memory
-means the two peaks are about the same.
+means the two peaks are about the same. `--database postgres` imports into a fresh database
+on PostgreSQL at 127.0.0.1:5432 (trust auth; dropped afterwards) instead of a SQLite file.
+Then it times `subscribers.service.audience_for` (who gets the next issue) over the full list.
 
 References, measured in the same run on the big file with no database: csv.reader plus
 `service.normalise_email` on every address, and csv.reader plus the import's own row checks
@@ -27,15 +30,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import sqlalchemy as sa  # noqa: E402
+
 from subscribers.csvrows import map_columns, read_row  # noqa: E402
-from subscribers.service import SubscriberError, normalise_email  # noqa: E402
+from subscribers.service import SubscriberError, audience_for, normalise_email  # noqa: E402
+
+POSTGRES_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 FIRST = ["Ann", "Bob", "Chloé", "Dmitri", "Eve", "Fatima", "Günter", "Hiro", "Ines", "José"]
 LAST = ["Smith", "Müller", "García", "Tanaka", "O'Brien", "Nowak", "Rossi", "Dubois", "Kim"]
@@ -43,7 +51,7 @@ DOMAINS = [f"mail{n}.example.org" for n in range(40)] + ["example.com", "bücher
 TOPICS = ["Tech", "Climate", "Science", "Sport"]
 CADENCES = ["", "weekly", "daily", "each"]
 CONFIG = """version = 1
-database_url = "sqlite:///{db}"
+database_url = "{db}"
 [mail]
 url = "file://{outbox}"
 [[digests]]
@@ -108,13 +116,47 @@ def row_checker(path: Path) -> Callable[[list[str]], object]:
     return lambda fields: read_row((0, fields), columns, known)
 
 
-def run_import(folder: Path, csv_file: Path) -> Run:
+@contextlib.contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    """A URL to an empty database: a SQLite file in `folder`, or a new PostgreSQL database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'digest.db'}"
+        return
+    server = sa.create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    name = f"bench_import_{uuid.uuid4().hex[:12]}"
+    with server.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield (
+            sa.engine.make_url(POSTGRES_SERVER_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with server.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server.dispose()
+
+
+def audience_seconds(database_url: str) -> tuple[float, int]:
+    """Time to select the list's audience for a send (everyone on it, every cadence)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            started = time.perf_counter()
+            audience = audience_for(connection, "news")
+            return time.perf_counter() - started, len(audience)
+    finally:
+        engine.dispose()
+
+
+def run_import(folder: Path, csv_file: Path, database_url: str) -> Run:
     """The real CLI in a fresh process; wall time and that process's peak RSS."""
     config = folder / "digest.toml"
     if not config.exists():
         topics = "".join(f'[[digests.topics]]\nname = "{t}"\n' for t in TOPICS)
         config.write_text(
-            CONFIG.format(db=folder / "digest.db", outbox=folder / "outbox", topics=topics),
+            CONFIG.format(db=database_url, outbox=folder / "outbox", topics=topics),
             encoding="utf-8",
         )
     command = [sys.executable, "-m", "digest", "--config", str(config), "subscribers", "import"]
@@ -147,7 +189,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
+    label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[args.database]
     with tempfile.TemporaryDirectory(prefix="bench-import-") as scratch:
         root = Path(scratch)
         big, small = root / "big.csv", root / "small.csv"
@@ -156,21 +200,26 @@ def main() -> None:
         by_service = reading_seconds(big, lambda fields: normalise_email(fields[0]))
         by_rows = reading_seconds(big, row_checker(big))
         results = {}
-        for label, csv_file in (("small", small), ("big", big)):
-            folder = root / label
-            folder.mkdir()
-            results[label] = run_import(folder, csv_file)
-        again = run_import(root / "small", small)
+        with contextlib.ExitStack() as databases:
+            urls = {}
+            for name, csv_file in (("small", small), ("big", big)):
+                folder = root / name
+                folder.mkdir()
+                urls[name] = databases.enter_context(fresh_database(args.database, folder))
+                results[name] = run_import(folder, csv_file, urls[name])
+            again = run_import(root / "small", small, urls["small"])
+            audience, audience_size = audience_seconds(urls["big"])
     print(f"| measure | {args.small:,} rows | {args.rows:,} rows |")
     print("|---|---|---|")
     s, b = results["small"], results["big"]
-    print(f"| import, fresh SQLite | {s.seconds:.1f} s | {b.seconds:.1f} s |")
+    print(f"| import, fresh {label} | {s.seconds:.1f} s | {b.seconds:.1f} s |")
     print(f"| rows per second | {s.rows / s.seconds:,.0f} | {b.rows / b.seconds:,.0f} |")
     print(f"| peak RSS of the import process | {s.peak_rss_mb:.0f} MB | {b.peak_rss_mb:.0f} MB |")
     print(f"| csv.reader + service.normalise_email (reference) | | {by_service:.1f} s |")
     print(f"| csv.reader + the import's row checks (reference) | | {by_rows:.1f} s |")
     print(f"| import / row checks ratio | | {b.seconds / by_rows:.2f}x |")
     print(f"| re-import into the full database | {again.seconds:.1f} s | |")
+    print(f"| audience_for over the full list ({audience_size:,} people) | | {audience:.1f} s |")
     print()
     print(f"- {args.small:,} rows: {summary(s.report)}")
     print(f"- {args.rows:,} rows: {summary(b.report)}")

@@ -37,6 +37,7 @@ from digest.store import Store
 from subscribers.service import SubscriberError
 
 if TYPE_CHECKING:
+    from digest.deliver.outbox import SendReport
     from digest.pipeline import PreviewFiles
     from subscribers.csvimport import ImportReport, PendingConfirmation
 
@@ -486,11 +487,17 @@ def send(
     retry_unknown: Annotated[
         bool, typer.Option("--retry-unknown", help="Send again to rows whose outcome is unknown.")
     ] = False,
+    workers: Annotated[
+        bool,
+        typer.Option(
+            "--workers",
+            help="Hand the batches to `digest worker` processes (broker: $DIGEST_BROKER_URL).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Deliver an issue to its list (resumable; nobody gets it twice)."""
-    from digest.deliver.backends import backend_from_url
-    from digest.pipeline import dry_run_issue, send_issue
+    from digest.pipeline import dry_run_issue
 
     settings = settings_from(ctx)
     store = open_store(settings)
@@ -504,20 +511,10 @@ def send(
                 f"{plan['variants']} variants ({plan['skipped']} have nothing to read)."
             )
         return
-    backend = backend_from_url(settings.mail_url)
-    with _progress(disable=json_output) as progress:
-        task = progress.add_task("sending", total=None)
-        report = asyncio.run(
-            send_issue(
-                settings,
-                store,
-                issue,
-                backend,
-                clock=utc_now,
-                retry_unknown=retry_unknown,
-                on_progress=lambda done: progress.update(task, completed=done),
-            )
-        )
+    if workers:
+        report = _send_with_workers(settings, store, issue, retry_unknown, json_output)
+    else:
+        report = _send_here(settings, store, issue, retry_unknown, json_output)
     if json_output:
         emit_json(report.to_json())
     else:
@@ -532,6 +529,63 @@ def send(
             f"issue {issue}: {report.queued} messages not sent yet ({report.last_error}); "
             f"run `digest send {issue}` again to resume"
         )
+
+
+def _send_with_workers(
+    settings: Settings, store: Store, issue: int, retry_unknown: bool, json_output: bool
+) -> SendReport:
+    from digest.deliver.workers import broker_from_env, send_with_workers
+
+    broker = broker_from_env(os.environ)
+    with _progress(disable=json_output) as progress:
+        task = progress.add_task("sending (workers)", total=None)
+        return send_with_workers(
+            settings,
+            store,
+            issue,
+            broker,
+            clock=utc_now,
+            retry_unknown=retry_unknown,
+            on_progress=lambda done: progress.update(task, completed=done),
+        )
+
+
+def _send_here(
+    settings: Settings, store: Store, issue: int, retry_unknown: bool, json_output: bool
+) -> SendReport:
+    from digest.deliver.backends import backend_from_url
+    from digest.pipeline import send_issue
+
+    backend = backend_from_url(settings.mail_url)
+    with _progress(disable=json_output) as progress:
+        task = progress.add_task("sending", total=None)
+        return asyncio.run(
+            send_issue(
+                settings,
+                store,
+                issue,
+                backend,
+                clock=utc_now,
+                retry_unknown=retry_unknown,
+                on_progress=lambda done: progress.update(task, completed=done),
+            )
+        )
+
+
+@app.command()
+@handled
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=1, help="Batches sent at once (default: CPU count)."),
+    ] = None,
+) -> None:
+    """Run a delivery worker: send the batches `digest send --workers` puts on the broker
+    ($DIGEST_BROKER_URL). Runs until stopped; any number of workers share a send."""
+    from digest.deliver.workers import broker_from_env, run_worker
+
+    run_worker(settings_from(ctx), broker_from_env(os.environ), concurrency=concurrency)
 
 
 @app.command()

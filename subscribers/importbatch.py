@@ -1,14 +1,13 @@
 """Writing checked import rows: a batch at a time, by the subscriber service's rules.
 
 Each batch is a savepoint and a handful of statements, whatever its size: the rows go into a
-temporary table once, and people, subscriptions and consent events are inserted from it with
-INSERT ... SELECT. The rules are those of `service.enrol` (tests hold the two together); the
-service writes one person at a time, which is too slow for a million rows.
+temporary table once (`subscribers.importrows`), and people, subscriptions and consent events
+are inserted from it with INSERT ... SELECT. The rules are those of `service.enrol` (tests
+hold the two together); the service writes one person at a time, too slow for a million rows.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,21 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from subscribers import service
+from subscribers.bulk import IN_LISTS, Among
 from subscribers.csvrows import ImportRow
 from subscribers.tables import consent_events, subscribers, subscriptions, suppressions
 
 # The consent log's `source` for rows an import wrote.
 CONSENT_SOURCE = "import"
-# Every row read so far (one per address), in a temporary table: it finds repeats without
-# memory growing with the file, and the INSERT ... SELECTs read the rows from it.
-_ROWS = sa.table(
-    "digest_import_rows",
-    sa.column("email"),
-    sa.column("line"),
-    sa.column("name"),
-    sa.column("topics", sa.JSON),
-    sa.column("cadence"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,62 +68,9 @@ class Outcome:
         self.pending.extend(other.pending)
 
 
-class RowsRead:
-    """The temporary table of rows read so far; created on the import's connection."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.duplicates = 0
-        # PostgreSQL will not read text into a json column; SQLite keeps JSON as text anyway.
-        topics_type = "JSON" if conn.dialect.name == "postgresql" else "TEXT"
-        conn.execute(
-            sa.text(
-                f"CREATE TEMPORARY TABLE {_ROWS.name} (email VARCHAR(320) PRIMARY KEY,"
-                f" line INTEGER NOT NULL, name VARCHAR(200) NOT NULL, topics {topics_type}"
-                " NOT NULL, cadence VARCHAR(20) NOT NULL)"
-            )
-        )
-        self._remember = sa.text(
-            f"INSERT INTO {_ROWS.name} (email, line, name, topics, cadence)"
-            " VALUES (:email, :line, :name, :topics, :cadence)"
-        )
-
-    def keep_first(self, rows: list[ImportRow], rejected: list[tuple[int, str]]) -> list[ImportRow]:
-        """The rows whose address was not read before, now remembered; repeats go to `rejected`."""
-        if not rows:
-            return []
-        lookup = sa.select(_ROWS.c.email, _ROWS.c.line).where(
-            _ROWS.c.email.in_([row.email for row in rows])
-        )
-        first = dict(self.conn.execute(lookup).all())
-        fresh = []
-        for row in rows:
-            if row.email in first:
-                self.duplicates += 1
-                rejected.append((row.line, f"duplicate: of line {first[row.email]} ({row.email})"))
-                continue
-            first[row.email] = row.line
-            fresh.append(row)
-        if fresh:
-            self.conn.execute(self._remember, [_row_values(row) for row in fresh])
-        return fresh
-
-    def drop(self) -> None:
-        self.conn.execute(sa.text(f"DROP TABLE {_ROWS.name}"))
-
-
-def _row_values(row: ImportRow) -> dict[str, object]:
-    """A row as a new subscription takes it: no topics means every topic."""
-    return {
-        "email": row.email,
-        "line": row.line,
-        "name": row.name or "",
-        "topics": json.dumps(list(row.topics or ())),
-        "cadence": row.cadence or "weekly",
-    }
-
-
-def write_rows(conn: Connection, rows: list[ImportRow], plan: ImportPlan) -> Outcome:
+def write_rows(
+    conn: Connection, rows: list[ImportRow], plan: ImportPlan, among: Among = IN_LISTS
+) -> Outcome:
     """Write rows (already in the temporary table) in one savepoint.
 
     If the database refuses the batch, each row is retried in its own savepoint, so only the
@@ -143,14 +80,14 @@ def write_rows(conn: Connection, rows: list[ImportRow], plan: ImportPlan) -> Out
         return Outcome()
     try:
         with conn.begin_nested():
-            return _write_batch(conn, rows, plan)
+            return _write_batch(conn, rows, plan, among)
     except (sa.exc.IntegrityError, sa.exc.DataError) as error:
         if len(rows) == 1:
             detail = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
             return Outcome(refused=[(rows[0].line, f"refused by the database: {detail[0]}")])
     outcome = Outcome()
     for row in rows:
-        outcome.add(write_rows(conn, [row], plan))
+        outcome.add(write_rows(conn, [row], plan, among))
     return outcome
 
 
@@ -175,9 +112,11 @@ class _Changes:
         self.logged.setdefault(action, []).append(email)
 
 
-def _write_batch(conn: Connection, rows: list[ImportRow], plan: ImportPlan) -> Outcome:
+def _write_batch(
+    conn: Connection, rows: list[ImportRow], plan: ImportPlan, among: Among
+) -> Outcome:
     """Valid rows with distinct addresses: skip, join or update each, a few statements in all."""
-    stored = _look_up(conn, [row.email for row in rows], plan.list_id)
+    stored = _look_up(conn, [row.email for row in rows], plan.list_id, among)
     outcome = Outcome()
     changes = _Changes()
     joining: list[ImportRow] = []
@@ -191,26 +130,26 @@ def _write_batch(conn: Connection, rows: list[ImportRow], plan: ImportPlan) -> O
             joining.append(row)
         else:
             _update(row, stored, plan, changes, outcome)
-    _join(conn, joining, stored, plan, changes, outcome)
+    _join(conn, joining, stored, plan, changes, outcome, among)
     if changes.subscriptions:
         conn.execute(_UPDATE_SUBSCRIPTION, changes.subscriptions)
     if changes.people:
         conn.execute(_UPDATE_PERSON, changes.people)
     for action, emails in changes.logged.items():
-        conn.execute(_log_consent(emails, action, plan))
+        conn.execute(_log_consent(among, emails, action, plan))
     return outcome
 
 
-def _look_up(conn: Connection, emails: list[str], list_id: int) -> _Stored:
+def _look_up(conn: Connection, emails: list[str], list_id: int, among: Among) -> _Stored:
     suppressed = conn.execute(
-        sa.select(suppressions.c.email).where(suppressions.c.email.in_(emails))
+        sa.select(suppressions.c.email).where(among.where(suppressions.c.email, emails))
     ).scalars()
     people = {
         person.email: person
         for person in conn.execute(
             sa.select(
                 subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status
-            ).where(subscribers.c.email.in_(emails))
+            ).where(among.where(subscribers.c.email, emails))
         )
     }
     memberships = {}
@@ -226,11 +165,19 @@ def _look_up(conn: Connection, emails: list[str], list_id: int) -> _Stored:
                     subscriptions.c.frequency,
                 ).where(
                     subscriptions.c.list_id == list_id,
-                    subscriptions.c.subscriber_id.in_([person.id for person in people.values()]),
+                    _people_ids(people, among),
                 )
             )
         }
     return _Stored(frozenset(suppressed), people, memberships)
+
+
+def _people_ids(people: dict[str, Any], among: Among) -> sa.ColumnElement[bool]:
+    """Subscriptions of these people: by id, or (PostgreSQL) by their staged addresses."""
+    if among.staged is None:
+        return subscriptions.c.subscriber_id.in_([person.id for person in people.values()])
+    ids = sa.select(subscribers.c.id).where(among.where(subscribers.c.email, people))
+    return subscriptions.c.subscriber_id.in_(ids)
 
 
 def _membership(row: ImportRow, stored: _Stored) -> Any:
@@ -262,6 +209,7 @@ def _join(
     plan: ImportPlan,
     changes: _Changes,
     outcome: Outcome,
+    among: Among,
 ) -> None:
     """Put people on the list who are not on it: new people first, then their subscriptions."""
     if not rows:
@@ -269,8 +217,8 @@ def _join(
     status = "pending" if plan.double_opt_in else "active"
     newcomers = [row.email for row in rows if row.email not in stored.people]
     if newcomers:
-        conn.execute(_insert_people(newcomers, status, plan))
-    conn.execute(_insert_subscriptions([row.email for row in rows], status, plan))
+        conn.execute(_insert_people(among, newcomers, status, plan))
+    conn.execute(_insert_subscriptions(among, [row.email for row in rows], status, plan))
     names = {}
     for row in rows:
         person = stored.people.get(row.email)
@@ -284,7 +232,7 @@ def _join(
         ids = dict(
             conn.execute(
                 sa.select(subscribers.c.email, subscribers.c.id).where(
-                    subscribers.c.email.in_(list(names))
+                    among.where(subscribers.c.email, names)
                 )
             ).all()
         )
@@ -348,34 +296,38 @@ def _change_person(row: ImportRow, person: Any, plan: ImportPlan, changes: _Chan
     return str(name)
 
 
-def _insert_people(emails: Sequence[str], status: str, plan: ImportPlan) -> sa.Insert:
+def _insert_people(among: Among, emails: Sequence[str], status: str, plan: ImportPlan) -> sa.Insert:
+    source = among.rows
     rows = sa.select(
-        _ROWS.c.email,
-        _ROWS.c.name,
+        source.c.email,
+        source.c.name,
         sa.literal(status, subscribers.c.status.type),
         sa.literal(plan.at, subscribers.c.created.type),
-    ).where(_ROWS.c.email.in_(emails))
+    ).where(among.where(source.c.email, emails))
     return sa.insert(subscribers).from_select(["email", "name", "status", "created"], rows)
 
 
-def _insert_subscriptions(emails: Sequence[str], status: str, plan: ImportPlan) -> sa.Insert:
+def _insert_subscriptions(
+    among: Among, emails: Sequence[str], status: str, plan: ImportPlan
+) -> sa.Insert:
+    source = among.rows
     rows = (
         sa.select(
             subscribers.c.id,
             sa.literal(plan.list_id, subscriptions.c.list_id.type),
-            _ROWS.c.topics,
-            _ROWS.c.cadence,
+            source.c.topics,
+            source.c.cadence,
             sa.literal(status, subscriptions.c.status.type),
             sa.literal(plan.at, subscriptions.c.updated.type),
         )
-        .select_from(_ROWS.join(subscribers, subscribers.c.email == _ROWS.c.email))
-        .where(_ROWS.c.email.in_(emails))
+        .select_from(source.join(subscribers, subscribers.c.email == source.c.email))
+        .where(among.where(source.c.email, emails))
     )
     columns = ["subscriber_id", "list_id", "topics", "frequency", "status", "updated"]
     return sa.insert(subscriptions).from_select(columns, rows)
 
 
-def _log_consent(emails: Sequence[str], action: str, plan: ImportPlan) -> sa.Insert:
+def _log_consent(among: Among, emails: Sequence[str], action: str, plan: ImportPlan) -> sa.Insert:
     rows = (
         sa.select(
             subscribers.c.id,
@@ -385,7 +337,7 @@ def _log_consent(emails: Sequence[str], action: str, plan: ImportPlan) -> sa.Ins
             sa.literal(plan.at, consent_events.c.at.type),
             sa.literal(CONSENT_SOURCE, consent_events.c.source.type),
         )
-        .where(subscribers.c.email.in_(emails))
+        .where(among.where(subscribers.c.email, emails))
         .order_by(subscribers.c.id)
     )
     columns = ["subscriber_id", "list_id", "action", "note", "at", "source"]

@@ -1,8 +1,17 @@
-"""Real parts shared by the store and delivery tests: databases and an SMTP server on 127.0.0.1."""
+"""Real parts shared by the store and delivery tests: databases and an SMTP server on 127.0.0.1.
+
+The suite runs twice in CI: on SQLite, then with DIGEST_TEST_DATABASE=postgres, where every
+store the tests open (directly, through digest.toml or a demo folder) is a fresh PostgreSQL
+database on 127.0.0.1:5432 instead of its SQLite file. Tests that are about SQLite itself
+carry `@pytest.mark.sqlite(reason)` and are skipped in that pass.
+"""
 
 from __future__ import annotations
 
+import os
+import random
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,10 +22,149 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+import digest.store
 from digest.store import Store
 
 # A server we may create throwaway databases on; each test gets its own and drops it after.
 POSTGRES_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Which database this pass runs on: "sqlite" (the default) or "postgres".
+TEST_DATABASE = os.environ.get("DIGEST_TEST_DATABASE", "sqlite").strip().lower() or "sqlite"
+ON_POSTGRES = TEST_DATABASE == "postgres"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if TEST_DATABASE not in ("sqlite", "postgres"):
+        raise pytest.UsageError(
+            f"DIGEST_TEST_DATABASE={TEST_DATABASE!r}: expected 'sqlite' or 'postgres'"
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not ON_POSTGRES:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "about SQLite itself"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+
+
+class PostgresDatabases:
+    """Throwaway databases (`digest_test_<random>`) on POSTGRES_SERVER_URL, made on demand."""
+
+    def __init__(self) -> None:
+        self._server: sa.Engine | None = None
+        self._by_path: dict[str, str] = {}  # SQLite file → the database standing in for it
+        self.engines: list[sa.Engine] = []  # engines opened on them, closed after each test
+
+    def server(self) -> sa.Engine:
+        if self._server is None:
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                pytest.skip("psycopg is not installed")
+            server = sa.create_engine(
+                POSTGRES_SERVER_URL,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"connect_timeout": 2},
+            )
+            try:
+                with server.connect():
+                    pass
+            except sa.exc.OperationalError as error:
+                server.dispose()
+                reason = str(error.orig).splitlines()[0]
+                pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER_URL}: {reason}")
+            self._server = server
+        return self._server
+
+    def create(self) -> str:
+        """A fresh, empty database; its URL."""
+        name = f"digest_test_{uuid.uuid4().hex[:12]}"
+        with self.server().connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        return (
+            sa.engine.make_url(POSTGRES_SERVER_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+
+    def drop(self, url: str) -> None:
+        name = sa.engine.make_url(url).database
+        with self.server().connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def instead_of(self, url: str) -> str:
+        """The PostgreSQL database that stands in for a SQLite file URL (others pass through)."""
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return url
+        key = str(Path(parsed.database).resolve())
+        if key not in self._by_path:
+            self._by_path[key] = self.create()
+        return self._by_path[key]
+
+    def close(self) -> None:
+        for url in self._by_path.values():
+            self.drop(url)
+        self._by_path.clear()
+        if self._server is not None:
+            self._server.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases()
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session", autouse=ON_POSTGRES)
+def stores_on_postgres(postgres_databases: PostgresDatabases) -> Iterator[PostgresDatabases]:
+    """In the PostgreSQL pass, every store opened on a SQLite file opens PostgreSQL instead.
+
+    Store.open goes through digest.store.create_engine, so demo folders, digest.toml files and
+    SQLite URLs built by tests all land on a database of their own (one per file).
+    """
+    original = digest.store.create_engine
+
+    def routed(url: str) -> sa.Engine:
+        engine = original(postgres_databases.instead_of(url))
+        postgres_databases.engines.append(engine)
+        return engine
+
+    global _ROUTED
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(digest.store, "create_engine", routed)
+        _ROUTED = postgres_databases
+        try:
+            yield postgres_databases
+        finally:
+            _ROUTED = None
+
+
+_ROUTED: PostgresDatabases | None = None
+
+
+@pytest.fixture(autouse=ON_POSTGRES)
+def close_routed_connections(stores_on_postgres: PostgresDatabases) -> Iterator[None]:
+    """Close the pooled connections of the test's stores (psycopg warns about any left open)."""
+    yield
+    kept = []
+    for engine in stores_on_postgres.engines:
+        engine.dispose()
+        # Ours, the loop's and getrefcount's own: an engine nobody else holds is done with.
+        if sys.getrefcount(engine) > 3:
+            kept.append(engine)
+    stores_on_postgres.engines[:] = kept
+
+
+def database_env(sqlite_url: str) -> dict[str, str]:
+    """Environment for a child process to open what this process's stores open for
+    `sqlite_url`: in the PostgreSQL pass, DIGEST_DATABASE_URL naming its stand-in."""
+    if _ROUTED is None:
+        return {}
+    return {"DIGEST_DATABASE_URL": _ROUTED.instead_of(sqlite_url)}
 
 
 @pytest.fixture
@@ -25,46 +173,24 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
     """A fresh, empty PostgreSQL database (`digest_test_<random>`), dropped afterwards."""
+    url = postgres_databases.create()
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    server = sa.create_engine(
-        POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
-    )
-    try:
-        with server.connect():
-            pass
-    except sa.exc.OperationalError as error:
-        server.dispose()
-        reason = str(error.orig).splitlines()[0]
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER_URL}: {reason}")
-    name = f"digest_test_{uuid.uuid4().hex[:12]}"
-    with server.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield (
-            sa.engine.make_url(POSTGRES_SERVER_URL)
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
+        yield url
     finally:
-        with server.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        server.dispose()
+        postgres_databases.drop(url)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest) -> str:
-    """The same test on a SQLite file and on PostgreSQL."""
-    return request.getfixturevalue(f"{request.param}_url")
+    """A fresh database of this pass: a SQLite file, or PostgreSQL (DIGEST_TEST_DATABASE)."""
+    return request.getfixturevalue("postgres_url" if ON_POSTGRES else "sqlite_url")
 
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    """A migrated store on each backend."""
+    """A migrated store on this pass's database."""
     opened = Store.open(database_url)
     yield opened
     opened.engine.dispose()
@@ -86,10 +212,20 @@ class MailSink:
 
     `reject…@` gets a permanent 550 at RCPT, `later…@` a transient 451 at RCPT,
     `busy…@` a transient 451 after DATA, `drop…@` loses the connection during DATA.
+    With `fault_rate`, any message meets one of those transient faults at that rate (`faults`
+    draws them), the dropped line included: the server has the message, the client cannot know.
     """
 
     received: list[Received] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)  # every RCPT address offered
+    fault_rate: float = 0.0
+    faults: random.Random = field(default_factory=lambda: random.Random(0))
+    dropped: list[str] = field(default_factory=list)  # taken, then the line dropped
+
+    def _fault(self) -> str:
+        if self.fault_rate and self.faults.random() < self.fault_rate:
+            return self.faults.choice(["later", "busy", "drop"])
+        return ""
 
     async def handle_RCPT(
         self,
@@ -102,17 +238,21 @@ class MailSink:
         self.attempts.append(address)
         if address.startswith("reject"):
             return "550 5.1.1 No such user here"
-        if address.startswith("later"):
+        fault = self._fault()
+        if address.startswith("later") or fault == "later":
             return "451 4.3.0 Mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if any(address.startswith("busy") for address in envelope.rcpt_tos):
+        fault = self._fault()
+        if fault == "busy" or any(address.startswith("busy") for address in envelope.rcpt_tos):
             return "451 4.3.2 System not accepting messages right now"
-        if any(address.startswith("drop") for address in envelope.rcpt_tos):
+        if fault == "drop" or any(address.startswith("drop") for address in envelope.rcpt_tos):
             # The server took the message, then the line dropped before the client heard so.
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), b""))
+            content = envelope.original_content or b""
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content))
+            self.dropped.extend(envelope.rcpt_tos)
             assert server.transport is not None
             server.transport.abort()
             return "250 OK"

@@ -7,7 +7,6 @@ import email
 import json
 import logging
 import re
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -20,11 +19,11 @@ from markupsafe import escape
 from typer.testing import CliRunner
 
 from digest.cli import app
-from digest.config import load_settings
+from digest.config import Settings, load_settings
 from digest.deliver.backends import backend_from_url
 from digest.deliver.file import FileBackend
 from digest.messages import MessageFactory
-from digest.models import Section
+from digest.models import Issue, Section
 from digest.pipeline import published_pages, send_issue
 from digest.store import IssueNotEditable, Store
 from digest.web.app import create_app
@@ -98,8 +97,10 @@ def test_each_message_has_the_headers_receivers_require(demo: dict) -> None:
         assert parts == ["text/plain", "text/html"]
     assert len(message_ids) == 20
     # The outbox row of each copy names the Message-ID that copy went out with.
-    with sqlite3.connect(Path(demo["folder"]) / "digest.db") as database:
-        recorded = {row[0] for row in database.execute("SELECT message_id FROM outbox")}
+    store = Store.open(load_settings(Path(demo["folder"]) / "digest.toml", {}).database_url)
+    with store.engine.connect() as database:
+        recorded = {row[0] for row in database.exec_driver_sql("SELECT message_id FROM outbox")}
+    store.engine.dispose()
     assert recorded == message_ids
 
 
@@ -280,15 +281,21 @@ class SevenAtATime:
         return await self.file.send(batch, date=date)
 
 
-async def test_the_outbox_claims_as_many_rows_as_the_backend_takes(
-    demo: dict, tmp_path: Path
-) -> None:
+def copy_of_the_demo_issue(demo: dict, period_key: str) -> tuple[Settings, Store, Issue]:
+    """The demo's settings and store, and a new draft issue with the demo issue's content."""
     settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
     store = Store.open(settings.database_url)
     issue = store.load_issue(demo["issue_id"])
     assert issue is not None
-    again, _ = store.save_issue(replace(issue, id=None, period_key="seven-at-a-time"))
+    again, _ = store.save_issue(replace(issue, id=None, period_key=period_key))
     assert again.id is not None
+    return settings, store, again
+
+
+async def test_the_outbox_claims_as_many_rows_as_the_backend_takes(
+    demo: dict, tmp_path: Path
+) -> None:
+    settings, store, again = copy_of_the_demo_issue(demo, "seven-at-a-time")
     backend = SevenAtATime(tmp_path)
     report = await send_issue(settings, store, again.id, backend, clock=lambda: datetime.now(UTC))
     assert report.sent == sum(backend.batches) and backend.batches[0] == 7
@@ -298,12 +305,7 @@ async def test_the_outbox_claims_as_many_rows_as_the_backend_takes(
 async def test_a_send_that_died_before_queueing_queues_its_audience_when_resumed(
     demo: dict, tmp_path: Path
 ) -> None:
-    settings = load_settings(Path(demo["folder"]) / "digest.toml", {})
-    store = Store.open(settings.database_url)
-    issue = store.load_issue(demo["issue_id"])
-    assert issue is not None
-    again, _ = store.save_issue(replace(issue, id=None, period_key="died-before-queueing"))
-    assert again.id is not None
+    settings, store, again = copy_of_the_demo_issue(demo, "died-before-queueing")
     now = datetime.now(UTC)
     # The sender moved the issue to `sending` and died before writing a single outbox row.
     assert store.start_sending(again.id, now=now)

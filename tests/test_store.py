@@ -106,6 +106,7 @@ def test_opening_twice_keeps_schema_and_data(database_url: str) -> None:
         again.engine.dispose()
 
 
+@pytest.mark.sqlite("SQLite's own pragmas")
 def test_sqlite_database_uses_write_ahead_logging(sqlite_url: str) -> None:
     store = Store.open(sqlite_url)
     try:
@@ -124,7 +125,11 @@ def test_sqlite_database_uses_write_ahead_logging(sqlite_url: str) -> None:
         ("postgresql+nodriver://digest:s3cret@db.example.org/x", "digest:***@"),
         # Nothing listens on port 1: psycopg explains over two lines; we say one.
         ("postgresql+psycopg://digest:s3cret@127.0.0.1:1/x", "Connection refused"),
-        ("sqlite:////no/such/folder/digest.db", "unable to open database file"),
+        pytest.param(
+            "sqlite:////no/such/folder/digest.db",
+            "unable to open database file",
+            marks=pytest.mark.sqlite("a SQLite file path"),
+        ),
     ],
 )
 def test_open_reports_a_bad_database_in_one_line_without_the_password(
@@ -527,3 +532,18 @@ def test_a_request_s_readers_settle_together_and_each_keeps_its_message_id(store
         f"<digest.{issue_id}.1@example.org>",
         f"<digest.{issue_id}.2@example.org>",
     ]
+
+
+def test_readers_of_one_topic_choice_are_queued_side_by_side(store: Store) -> None:
+    issue_id = stored_issue(store)
+    choices = [("city",), (), ("sport", "city")]
+    people = [QueuedRecipient(n, f"reader{n}@example.com", choices[n % 3]) for n in range(1, 10)]
+    store.queue_recipients(issue_id, people, now=NOW)
+
+    claimed = store.claim_queued(issue_id, 9, now=NOW)
+    runs = [
+        topics
+        for n, topics in enumerate(r.topics for r in claimed)
+        if n == 0 or topics != claimed[n - 1].topics
+    ]
+    assert len(runs) == 3  # one run of rows per choice: a batch mostly shares one body

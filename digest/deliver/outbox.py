@@ -90,9 +90,8 @@ async def deliver_issue(
         if wait > 0:
             await sleep(wait)
         claimed = store.claim_rows([row.id for row in rows], now=clock())
-        messages = [m for m in messages if int(m.delivery_id) in claimed]
         sending = asyncio.create_task(
-            _send_with_retries(backend, messages, clock, retry_delay, sleep)
+            _send_claimed(store, messages, claimed, backend, clock, retry_delay, sleep)
         )
         try:
             upcoming = await asyncio.to_thread(
@@ -100,9 +99,9 @@ async def deliver_issue(
             )
         except Exception:
             # Building the next batch failed: settle the batch in flight, then report.
-            await _settle(store, sending, claimed, clock)
+            await sending
             raise
-        results = await _settle(store, sending, claimed, clock)
+        results = await sending
         settled = [r for r in results if r.state != "queued"]
         done += len(settled)
         on_progress(done)
@@ -140,6 +139,43 @@ async def deliver_issue(
 
 
 Batch = tuple[list[OutboxRow], list[OutgoingMessage]]
+
+
+async def send_batch(
+    store: Store,
+    rows: Sequence[OutboxRow],
+    make_message: MessageFactory,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+    retry_delay: float = 2.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[SendResult]:
+    """Send one batch of rows on its own (a delivery worker's share of a send): build the
+    messages, claim the rows still queued (queued → sending), send, settle.
+
+    A row another sender claimed or settled meanwhile is skipped, so running the same batch
+    twice (a broker redelivering it after a worker died) sends nobody twice: the dead
+    worker's rows are `sending` and stay held as unknown.
+    """
+    messages = [make_message(row) for row in rows]
+    claimed = store.claim_rows([row.id for row in rows], now=clock())
+    return await _send_claimed(store, messages, claimed, backend, clock, retry_delay, sleep)
+
+
+async def _send_claimed(
+    store: Store,
+    messages: list[OutgoingMessage],
+    claimed: set[int],
+    backend: MailBackend,
+    clock: Callable[[], datetime],
+    retry_delay: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> list[SendResult]:
+    """Send the messages of the claimed rows and record the results."""
+    messages = [m for m in messages if int(m.delivery_id) in claimed]
+    sending = asyncio.create_task(_send_with_retries(backend, messages, clock, retry_delay, sleep))
+    return await _settle(store, sending, claimed, clock)
 
 
 def _next_batch(

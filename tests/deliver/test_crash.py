@@ -27,7 +27,7 @@ from digest.config import load_settings
 from digest.store import Store
 from digest.tables import outbox
 from digest.web.webhooks import EventWebhook, parse_events, receive_events
-from tests.conftest import SmtpServer
+from tests.conftest import SmtpServer, database_env
 from tests.fake_sendgrid import FakeSendGrid
 
 pytestmark = pytest.mark.slow
@@ -44,6 +44,7 @@ def sender(folder: Path, issue_id: int, mail_url: str, *extra: str) -> subproces
         "DIGEST_CONFIG": str(folder / "digest.toml"),
         "DIGEST_MAIL_URL": mail_url,
         "SENDGRID_API_KEY": SENDGRID_KEY,
+        **database_env(f"sqlite:///{folder / 'digest.db'}"),  # the PostgreSQL pass's stand-in
     }
     return subprocess.Popen(
         [sys.executable, "-m", "digest", "send", str(issue_id), "--json", *extra],
@@ -163,6 +164,7 @@ def test_twenty_kill_9s_during_a_ten_thousand_reader_send(
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, **database_env(f"sqlite:///{folder / 'digest.db'}")},
         ).stdout
     )
     assert report["sent"] == sum(s == "sent" for s in outcome.values())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import email
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.policy import default as default_policy
 from pathlib import Path
@@ -23,7 +25,8 @@ from digest.deliver.message import WIRE_POLICY, to_email_message
 from digest.deliver.outbox import deliver_issue
 from digest.deliver.smtp import DkimSigner, SmtpBackend, dkim_from_environment
 from digest.errors import ConfigError, DeliveryError
-from digest.store import Store
+from digest.models import OutgoingMessage
+from digest.store import OutboxRow, Store
 from tests.conftest import MailSink, SmtpServer, free_port
 from tests.deliver.test_message import (
     TOKEN,
@@ -40,6 +43,35 @@ DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 
 def backend_for(server: SmtpServer, **options: Any) -> SmtpBackend:
     return SmtpBackend(host=server.host, port=server.port, timeout=5, **options)
+
+
+@pytest.mark.parametrize(
+    ("local", "state", "code"),
+    [("reject", "failed", "550"), ("later", "queued", "451"), ("busy", "queued", "451")],
+)
+async def test_a_refusal_on_the_fast_path_is_settled_and_the_connection_goes_on(
+    smtp_server: SmtpServer, local: str, state: str, code: str
+) -> None:
+    rng = random.Random(9)
+    variant = random_variant(rng, 1)
+    refused = replace(shared_message(rng, 1, variant), to=f"{local}@example.com")
+    batch = [refused, replace(shared_message(rng, 2, variant), to="bob@example.com")]
+
+    first, second = await backend_for(smtp_server).send(batch, date=DATE)
+
+    assert (first.state, second.state) == (state, "sent")
+    assert code in first.error and "\n" not in first.error
+    assert [r.rcpt_tos for r in smtp_server.sink.received] == [["bob@example.com"]]
+
+
+async def test_a_line_lost_after_a_fast_path_message_is_unknown(smtp_server: SmtpServer) -> None:
+    rng = random.Random(10)
+    message = replace(shared_message(rng, 1, random_variant(rng, 1)), to="drop@example.com")
+
+    (result,) = await backend_for(smtp_server).send([message], date=DATE)
+
+    assert result.state == "unknown"
+    assert [r.rcpt_tos for r in smtp_server.sink.received] == [["drop@example.com"]]
 
 
 async def test_messages_arrive_with_their_envelope_and_headers(smtp_server: SmtpServer) -> None:
@@ -399,3 +431,37 @@ async def test_a_refused_login_gives_the_claimed_rows_back(
 
     assert store.outbox_counts(issue_id)["queued"] == 3
     assert auth_server.sink.received == []
+
+
+async def test_with_one_message_in_five_meeting_a_fault_nobody_gets_two_copies(
+    store: Store,
+) -> None:
+    """20% of messages meet a transient refusal (451 at RCPT or after DATA) or a line that
+    drops after the server took the message. Refusals are retried until everything arrives;
+    a dropped line leaves its row `unknown` (SMTP cannot tell whether it arrived), never sent
+    again."""
+    sink = MailSink(fault_rate=0.2, faults=random.Random(20261126))
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        issue_id = queued_issue(store, readers(300))
+        backend = SmtpBackend(host="127.0.0.1", port=controller.port, timeout=5, connections=4)
+        variant = random_variant(random.Random(4), 1)
+
+        def shared_for(row: OutboxRow) -> OutgoingMessage:  # the fast path, as digests take
+            message = shared_message(random.Random(row.id), row.id, variant)
+            return replace(message, to=row.email)
+
+        report = None
+        while report is None or report.queued:  # a run stops when refusals outlast retries
+            report = await deliver_issue(
+                store, issue_id, shared_for, backend, clock=clock, batch_size=25, retry_delay=0
+            )
+    finally:
+        controller.stop()
+
+    arrived = Counter(address for message in sink.received for address in message.rcpt_tos)
+    assert [address for address, count in arrived.items() if count > 1] == []
+    assert set(arrived) == set(readers(300))  # everything arrived, once
+    assert report.sent + report.unknown == 300 and report.failed == 0
+    assert report.unknown == len(sink.dropped) > 0  # exactly the dropped lines are held

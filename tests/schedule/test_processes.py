@@ -185,12 +185,12 @@ def serve_and_stop(project: Project, *flags: str) -> str:
 
 @pytest.mark.slow
 def test_serve_runs_the_scheduler_and_no_scheduler_leaves_it_to_another_process(
-    make_project: MakeProject, sqlite_url: str
+    make_project: MakeProject, database_url: str
 ) -> None:
-    project = make_project(sqlite_url)
+    project = make_project(database_url)
     log = " ".join(serve_and_stop(project, "--no-scheduler").split())
     assert "scheduler started" not in log
-    engine = sa.create_engine(sqlite_url)
+    engine = sa.create_engine(database_url)
     try:
         assert "scheduler_jobs" not in sa.inspect(engine).get_table_names()
         log = " ".join(serve_and_stop(project).split())

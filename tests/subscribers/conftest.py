@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from subscribers import service, tables
+from tests.conftest import ON_POSTGRES
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
@@ -63,16 +64,16 @@ def postgres_db() -> Iterator[sa.Engine]:
         server.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
 def db(request: pytest.FixtureRequest) -> sa.Engine:
-    """The same test on SQLite and on PostgreSQL."""
-    return request.getfixturevalue(f"{request.param}_db")
+    """The subscriber tables on this pass's database (DIGEST_TEST_DATABASE, tests/conftest.py)."""
+    return request.getfixturevalue("postgres_db" if ON_POSTGRES else "sqlite_db")
 
 
 @pytest.fixture
-def weekly(sqlite_db: sa.Engine) -> sa.Engine:
-    """A SQLite database with the lists `weekly` and `daily`."""
-    with sqlite_db.begin() as conn:
+def weekly(db: sa.Engine) -> sa.Engine:
+    """A database with the lists `weekly` and `daily`."""
+    with db.begin() as conn:
         service.ensure_list(conn, "weekly", title="Weekly News", now=NOW)
         service.ensure_list(conn, "daily", now=NOW)
-    return sqlite_db
+    return db

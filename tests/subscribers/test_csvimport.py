@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from subscribers import csvimport, service, tables
+from subscribers import csvimport, importrows, service, tables
 from subscribers.csvimport import ImportReport, import_csv
 from subscribers.csvrows import parse_column_option
 from subscribers.models import Consent
@@ -88,6 +88,7 @@ def test_a_repeated_address_is_a_duplicate_whatever_its_case_and_batch(
     lists: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(csvimport, "BATCH_SIZE", 2)
+    monkeypatch.setattr(csvimport, "COPY_BATCH_SIZE", 2)
     text = (
         "email\nann@example.org\nbob@example.org\ncy@example.org\nANN@Example.org\nbob@EXAMPLE.org"
     )
@@ -348,24 +349,42 @@ def test_an_import_needs_either_consent_or_double_opt_in(
         run_import(lists, "email\nann@example.org\n", **options)
 
 
-def test_a_row_the_database_refuses_is_rejected_whole_and_the_batch_goes_on(
-    sqlite_db: sa.Engine,
-) -> None:
-    with sqlite_db.begin() as conn:
-        service.ensure_list(conn, "weekly", now=NOW)
-        # The consent event is the row's last write: refusing it must undo the person too.
+def refuse_to_log(conn: sa.Connection, email: str) -> None:
+    """A trigger refusing the consent event of `email`, the last write an import makes for it."""
+    if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON consent_events WHEN NEW.subscriber_id ="
-            " (SELECT id FROM subscribers WHERE email = 'bob@example.org')"
+            f" (SELECT id FROM subscribers WHERE email = '{email}')"
             " BEGIN SELECT RAISE(ABORT, 'bob may not be logged'); END"
         )
+        return
+    schema = conn.get_execution_options()["schema_translate_map"][None]
+    conn.exec_driver_sql(
+        f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.subscriber_id = (SELECT id FROM {schema}.subscribers WHERE email = '{email}')"
+        " THEN RAISE EXCEPTION 'bob may not be logged' USING ERRCODE = 'check_violation';"
+        " END IF; RETURN NEW; END $$"
+    )
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER refuse BEFORE INSERT ON {schema}.consent_events"
+        f" FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()"
+    )
 
-    report = run_import(sqlite_db, "email\nann@example.org\nbob@example.org\ncy@example.org\n")
+
+def test_a_row_the_database_refuses_is_rejected_whole_and_the_batch_goes_on(
+    db: sa.Engine,
+) -> None:
+    with db.begin() as conn:
+        service.ensure_list(conn, "weekly", now=NOW)
+        # The consent event is the row's last write: refusing it must undo the person too.
+        refuse_to_log(conn, "bob@example.org")
+
+    report = run_import(db, "email\nann@example.org\nbob@example.org\ncy@example.org\n")
 
     assert report.imported == 2
     assert report.rejected == ((3, "refused by the database: bob may not be logged"),)
-    assert list(statuses(sqlite_db)) == ["ann@example.org", "cy@example.org"]
-    with sqlite_db.connect() as conn:
+    assert list(statuses(db)) == ["ann@example.org", "cy@example.org"]
+    with db.connect() as conn:
         assert not person_id(conn, "bob@example.org")
 
 
@@ -373,6 +392,7 @@ def test_the_file_is_read_as_it_is_written_not_all_at_once(
     lists: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(csvimport, "BATCH_SIZE", 10)
+    monkeypatch.setattr(csvimport, "COPY_BATCH_SIZE", 10)
     handed_out = 0
 
     def lines() -> Iterator[str]:
@@ -504,3 +524,64 @@ def test_an_imported_row_ends_as_service_enrol_would_leave_it(
         assert _snapshot(left) == _snapshot(right)
     imported.dispose()
     enrolled.dispose()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_each_batch_is_copied_in_and_written_in_a_few_statements(
+    postgres_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with postgres_db.begin() as conn:
+        service.ensure_list(conn, "weekly", now=NOW)
+    monkeypatch.setattr(csvimport, "COPY_BATCH_SIZE", 100)
+    copied: list[int] = []
+    real_copy = importrows.copy_rows
+
+    def copy_rows(conn: sa.Connection, table: str, columns: object, rows: object) -> None:
+        listed = list(rows)  # type: ignore[call-overload]
+        copied.append(len(listed))
+        real_copy(conn, table, columns, listed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importrows, "copy_rows", copy_rows)
+    statements: list[tuple[str, bool]] = []
+
+    @sa.event.listens_for(postgres_db, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append((statement, executemany))
+
+    text = "email\n" + "".join(f"p{n}@example.org\n" for n in range(300)) + "p7@example.org\n"
+    report = run_import(postgres_db, text)
+
+    assert (report.imported, report.duplicates) == (300, 1)
+    assert copied == [100, 100, 100, 1]  # every row went in by COPY, a batch at a time
+    assert not [statement for statement, many in statements if many]  # no row-by-row inserts
+    assert len(statements) < 4 * 15  # a few statements per batch, whatever its size
+    assert len(statuses(postgres_db)) == 300
+
+
+@pytest.mark.postgres
+def test_on_postgresql_statistics_are_refreshed_as_the_import_grows(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sa.create_engine(postgres_url)
+    try:
+        tables.metadata.create_all(engine)
+        with engine.begin() as conn:
+            service.ensure_list(conn, "weekly", now=NOW)
+        monkeypatch.setattr(csvimport, "COPY_BATCH_SIZE", 2)
+        monkeypatch.setattr(importrows, "_FIRST_ANALYSIS", 2)
+        analysed: list[str] = []
+
+        @sa.event.listens_for(engine, "before_cursor_execute")
+        def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if statement.startswith("ANALYZE subscribers"):
+                analysed.append(statement)
+
+        text = "email\n" + "".join(f"p{n}@example.org\n" for n in range(9))
+        report = run_import(engine, text)
+
+        assert report.imported == 9
+        assert len(analysed) == 3  # with 2, 4 and 8 rows written: each time they doubled
+        with engine.connect() as conn:
+            assert conn.scalar(sa.select(sa.func.count()).select_from(tables.subscriptions)) == 9
+    finally:
+        engine.dispose()

@@ -66,7 +66,7 @@ class ArchiveSite:
         subject: str = "",
     ) -> int:
         """Store an issue of `digest` with `sections` (label, story count) and give it `status`."""
-        key = f"{digest}-{created.isoformat()}-{status}"
+        key = f"{digest}-{created:%Y%m%dT%H%M%z}-{status}"  # period keys are at most 40 long
         built = tuple(
             Section(label, tuple(story(f"{key}-{label}-{n}") for n in range(count)))
             for label, count in sections
@@ -328,7 +328,10 @@ def test_each_digest_has_its_own_feed_in_its_language(archive: ArchiveSite) -> N
 
 
 def test_hostile_headlines_and_labels_are_escaped_or_removed(archive: ArchiveSite) -> None:
-    archive.publish(subject=HOSTILE, sections=((HOSTILE, 1), ("Sport", 1)))
+    # PostgreSQL stores no NUL at all (the PostgreSQL pass, tests/conftest.py); SQLite does.
+    on_sqlite = archive.store.engine.dialect.name == "sqlite"
+    hostile = HOSTILE if on_sqlite else HOSTILE.replace("\x00", "")
+    archive.publish(subject=hostile, sections=((hostile, 1), ("Sport", 1)))
     cleaned = "<script>alert(1)</script> ]]> evil & done"
 
     answer = archive.client.get("/archive.atom")
