@@ -10,9 +10,6 @@ $DIGEST_SCREENSHOTS), named editor-<step>.png.
 from __future__ import annotations
 
 import email
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,12 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 
 from digest.config import parse_settings
 from digest.store import Store
 from digest.web.serving import public_app
 from tests.browser.chromium import BROWSER_TEST, CHROMIUM, CHROMIUM_ARGS, screenshots_dir
+from tests.browser.live_app import listening, served, wait_for
 from tests.conftest import MailSink, SmtpServer
 from tests.web.test_editor import PASSWORD, save_issue
 
@@ -39,8 +36,6 @@ sync_api = pytest.importorskip(
 
 DESKTOP = {"width": 1280, "height": 1000}
 ZONE = "Europe/Berlin"
-# How long to wait for the server to start or a message to arrive before calling it lost.
-PATIENCE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -73,28 +68,19 @@ topics = [{{ name = "Science" }}, {{ name = "Sport" }}]
 @pytest.fixture
 def running(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Running]:
     """The app with the editor's pages under uvicorn in a thread; one draft issue stored."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    path = tmp_path / "digest.toml"
-    text = config(base_url, smtp_server)
-    path.write_text(text, encoding="utf-8")
-    settings = parse_settings(text, path, {"DIGEST_SECRET_KEY": "browser-test-secret"})
-    store = Store.open(settings.database_url)
-    issue_id = save_issue(store)
-    app = public_app(settings, store, environ={"DIGEST_EDITOR_PASSWORD": PASSWORD})
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    _wait_for(lambda: server.started, "uvicorn to start")
-    try:
-        yield Running(base_url, store, smtp_server.sink, issue_id)
-    finally:
-        server.should_exit = True
-        thread.join(PATIENCE_SECONDS)
-        listener.close()
-        store.engine.dispose()
+    with listening() as (listener, base_url):
+        path = tmp_path / "digest.toml"
+        text = config(base_url, smtp_server)
+        path.write_text(text, encoding="utf-8")
+        settings = parse_settings(text, path, {"DIGEST_SECRET_KEY": "browser-test-secret"})
+        store = Store.open(settings.database_url)
+        issue_id = save_issue(store)
+        app = public_app(settings, store, environ={"DIGEST_EDITOR_PASSWORD": PASSWORD})
+        try:
+            with served(app, listener):
+                yield Running(base_url, store, smtp_server.sink, issue_id)
+        finally:
+            store.engine.dispose()
 
 
 @pytest.fixture
@@ -108,14 +94,6 @@ def desktop(running: Running) -> Iterator[Any]:
         finally:
             context.close()
             chromium.close()
-
-
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def look(page: Any, step: str) -> None:
@@ -177,7 +155,7 @@ def test_log_in_preview_drop_write_intro_send_a_test_and_approve(
     page.get_by_label("Send to").fill("ed@example.org")
     page.get_by_role("button", name="Send test").click()
     expect(page.get_by_role("status")).to_have_text("Test sent to 1 address.")
-    _wait_for(lambda: len(running.sink.received) == 1, "the test at the SMTP server")
+    wait_for(lambda: len(running.sink.received) == 1, "the test at the SMTP server")
     test = email.message_from_bytes(running.sink.received[0].data, policy=default)
     assert isinstance(test, EmailMessage)
     assert running.sink.received[0].rcpt_tos == ["ed@example.org"]

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import email
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -22,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from digest.config import parse_settings
 from digest.store import Store
@@ -36,6 +32,7 @@ from tests.browser.chromium import (
     screenshots_dir,
     small_tap_targets,
 )
+from tests.browser.live_app import listening, served, wait_for
 from tests.conftest import MailSink, SmtpServer
 
 pytestmark = BROWSER_TEST
@@ -45,8 +42,6 @@ sync_api = pytest.importorskip(
 
 PHONE = {"width": 375, "height": 812}
 ADDRESS = "reader@example.org"
-# How long to wait for the server to start or a message to arrive before calling it lost.
-PATIENCE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -83,28 +78,17 @@ cadence = "daily"
 @pytest.fixture
 def running(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Running]:
     """The public app under uvicorn in a thread, on a port bound before the links are made."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    path = tmp_path / "digest.toml"
-    text = config(base_url, smtp_server)
-    path.write_text(text, encoding="utf-8")
-    settings = parse_settings(text, path, {"DIGEST_SECRET_KEY": "browser-test-secret"})
-    store = Store.open(settings.database_url)
-    server = uvicorn.Server(
-        uvicorn.Config(public_app(settings, store), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    _wait_for(lambda: server.started, "uvicorn to start")
-    try:
-        yield Running(base_url, store, smtp_server.sink)
-    finally:
-        server.should_exit = True
-        thread.join(PATIENCE_SECONDS)
-        listener.close()
-        store.engine.dispose()
+    with listening() as (listener, base_url):
+        path = tmp_path / "digest.toml"
+        text = config(base_url, smtp_server)
+        path.write_text(text, encoding="utf-8")
+        settings = parse_settings(text, path, {"DIGEST_SECRET_KEY": "browser-test-secret"})
+        store = Store.open(settings.database_url)
+        try:
+            with served(public_app(settings, store), listener):
+                yield Running(base_url, store, smtp_server.sink)
+        finally:
+            store.engine.dispose()
 
 
 @pytest.fixture
@@ -122,17 +106,9 @@ def phone(running: Running) -> Iterator[Any]:
             chromium.close()
 
 
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def next_mail(sink: MailSink, seen: int) -> EmailMessage:
     """The message after the first `seen` ones the SMTP server accepted."""
-    _wait_for(lambda: len(sink.received) > seen, f"message {seen + 1} at the SMTP server")
+    wait_for(lambda: len(sink.received) > seen, f"message {seen + 1} at the SMTP server")
     received = sink.received[seen]
     assert received.rcpt_tos == [ADDRESS]
     message = email.message_from_bytes(received.data, policy=default)
