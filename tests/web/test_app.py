@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -29,8 +28,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'web.db'}")
+def site(database_url: str) -> Iterator[Site]:
+    engine = sa.create_engine(database_url)  # SQLite, or PostgreSQL in that pass
     tables.metadata.create_all(engine)
     with engine.begin() as conn:
         service.ensure_list(conn, "weekly", title="The <b>Weekly</b>", now=NOW)
