@@ -61,9 +61,11 @@ class AnsweringBackend:
 # --- children ----------------------------------------------------------------------------
 
 
-def prepare(folder: Path, recipients: int) -> int:
-    """Save the issue and queue `recipients` rows; returns the issue id."""
-    settings = load_settings(folder / "digest.toml", {})
+def prepare(folder: Path, recipients: int, database_url: str | None = None) -> int:
+    """Save the issue and queue `recipients` rows (in the folder's database, or in
+    `database_url`); returns the issue id."""
+    environ = {"DIGEST_DATABASE_URL": database_url} if database_url else {}
+    settings = load_settings(folder / "digest.toml", environ)
     store = Store.open(settings.database_url)
     digest = settings.digest(None)
     issue = replace(sample_issue(30), digest=digest.name, period_key=f"bench-{recipients}")

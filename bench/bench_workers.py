@@ -25,7 +25,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,11 +33,8 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_sendgrid import TOPIC_CHOICES  # noqa: E402
-from digest.config import load_settings  # noqa: E402
-from digest.store import QueuedRecipient, Store  # noqa: E402
+from bench.bench_sendgrid import prepare  # noqa: E402
 from digest.tables import issues, outbox  # noqa: E402
-from tests.render.sample_issue import sample_issue  # noqa: E402
 
 KEY = "SG.bench-key"
 SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -47,26 +43,6 @@ BROKER = "redis://127.0.0.1:6379/14"
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def prepare(folder: Path, database_url: str, recipients: int) -> int:
-    """Save the issue and queue `recipients` rows; returns the issue id."""
-    settings = load_settings(folder / "digest.toml", {"DIGEST_DATABASE_URL": database_url})
-    store = Store.open(settings.database_url)
-    digest = settings.digest(None)
-    issue = replace(sample_issue(30), digest=digest.name, period_key=f"bench-{recipients}")
-    store.save_articles([a for section in issue.sections for a in section.articles], now=now())
-    saved, _created = store.save_issue(issue)
-    assert saved.id is not None
-    chunk = 50_000
-    for start in range(0, recipients, chunk):
-        people = [
-            QueuedRecipient(n, f"reader{n}@example{n % 50}.org", TOPIC_CHOICES[n % 5])
-            for n in range(start + 1, min(start + chunk, recipients) + 1)
-        ]
-        store.queue_recipients(saved.id, people, now=now())
-    store.engine.dispose()
-    return saved.id
 
 
 def reset(database_url: str, issue_id: int) -> None:
@@ -206,7 +182,7 @@ def main() -> None:
                 capture_output=True,
             )
             started = time.perf_counter()
-            issue_id = prepare(folder, database_url, options.recipients)
+            issue_id = prepare(folder, options.recipients, database_url)
             queued = time.perf_counter() - started
             print(f"# {options.recipients:,} readers queued in {queued:.0f} s", flush=True)
             print(
