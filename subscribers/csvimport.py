@@ -10,16 +10,28 @@ confirms. Without a topics, name or cadence column an existing subscriber keeps 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
+from queue import Full, Queue
+from typing import TypeVar
 
 from sqlalchemy import Connection
 
 from subscribers import service
 from subscribers.bulk import on_postgres
 from subscribers.checks import utc
-from subscribers.csvrows import ImportRow, RowRejected, map_columns, numbered_records, read_row
+from subscribers.csvrows import (
+    ColumnMap,
+    ImportRow,
+    Record,
+    RowRejected,
+    map_columns,
+    numbered_records,
+    read_row,
+)
 from subscribers.importbatch import ImportPlan, Outcome, PendingConfirmation, write_rows
 from subscribers.importrows import RowsRead
 from subscribers.service import SubscriberError
@@ -32,6 +44,8 @@ BATCH_SIZE = 1000
 # PostgreSQL's batches are COPYed and matched with one array parameter, with no such limit:
 # bigger batches mean fewer round trips to the server.
 COPY_BATCH_SIZE = 10_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,29 +118,17 @@ def import_csv(
     totals = Outcome()
     rejected: list[tuple[int, str]] = []
     seen = RowsRead(conn)
-    batch: list[ImportRow] = []
-    read = 0
     batch_size = COPY_BATCH_SIZE if on_postgres(conn) else BATCH_SIZE
-
-    def write_batch() -> None:
-        fresh = seen.keep_first(batch, rejected)
-        totals.add(write_rows(conn, fresh, plan, seen.among))
-        batch.clear()
-        if on_batch is not None:
-            on_batch(read)
-
-    for record in records:
-        read += 1
-        try:
-            row = read_row(record, mapping, known)
-        except RowRejected as error:
-            rejected.append((record[0], str(error)))
-            continue
-        if row is not None:
-            batch.append(row)
-        if len(batch) == batch_size:
-            write_batch()
-    write_batch()
+    checked = _checked_batches(records, mapping, known, batch_size)
+    # Rows are read and checked in a thread while the batch before is written: the checks are
+    # Python's work, the writes mostly the database's, so on two cores they overlap.
+    with closing(read_ahead(checked)) as batches:
+        for batch in batches:
+            rejected.extend(batch.rejected)
+            fresh = seen.keep_first(batch.rows, rejected)
+            totals.add(write_rows(conn, fresh, plan, seen.among))
+            if on_batch is not None:
+                on_batch(batch.read)
     seen.drop()
     return ImportReport(
         imported=totals.imported,
@@ -137,3 +139,83 @@ def import_csv(
         rejected=tuple(sorted(rejected + totals.refused)),
         pending=tuple(totals.pending),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedBatch:
+    """Up to a batch of checked rows, the records refused among them, and records read so far."""
+
+    rows: list[ImportRow]
+    rejected: list[tuple[int, str]]
+    read: int
+
+
+def _checked_batches(
+    records: Iterator[Record], mapping: ColumnMap, known: Mapping[str, str] | None, size: int
+) -> Iterator[_CheckedBatch]:
+    """Every record checked, in batches of `size` rows; always ends with one (maybe empty)."""
+    rows: list[ImportRow] = []
+    rejected: list[tuple[int, str]] = []
+    read = 0
+    for record in records:
+        read += 1
+        try:
+            row = read_row(record, mapping, known)
+        except RowRejected as error:
+            rejected.append((record[0], str(error)))
+            continue
+        if row is not None:
+            rows.append(row)
+        if len(rows) == size:
+            yield _CheckedBatch(rows, rejected, read)
+            rows, rejected = [], []
+    yield _CheckedBatch(rows, rejected, read)
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items`, produced in a thread up to `depth` ahead of the caller.
+
+    An exception in the thread is raised here, in order; if the caller stops early, the thread
+    stops at its next item. Memory stays at `depth` items whatever the length.
+    """
+    queue: Queue[object] = Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not _offer(queue, item, stopped):
+                    return
+            _offer(queue, _END, stopped)
+        except BaseException as error:  # noqa: BLE001 - handed to the reader, raised there
+            _offer(queue, _Failed(error), stopped)
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stopped.set()
+        thread.join()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+def _offer(queue: Queue[object], item: object, stopped: threading.Event) -> bool:
+    """Put `item` once there is room; False if the reader went away first."""
+    while not stopped.is_set():
+        try:
+            queue.put(item, timeout=0.1)
+            return True
+        except Full:
+            continue
+    return False

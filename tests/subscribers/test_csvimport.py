@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -398,7 +400,7 @@ def test_the_file_is_read_as_it_is_written_not_all_at_once(
     def lines() -> Iterator[str]:
         nonlocal handed_out
         yield "email\r\n"
-        for number in range(50):
+        for number in range(200):
             handed_out += 1
             yield f"person{number}@example.org\r\n"
 
@@ -407,9 +409,12 @@ def test_the_file_is_read_as_it_is_written_not_all_at_once(
         lists, lines(), on_batch=lambda read: seen_at_batches.append((read, handed_out))
     )
 
-    assert report.imported == 50
-    assert seen_at_batches[0] == (10, 10)  # the first batch was written after ten rows
-    assert [read for read, _ in seen_at_batches] == [10, 20, 30, 40, 50, 50]
+    assert report.imported == 200
+    # The reader runs ahead of the writes by at most two checked batches and the one it is
+    # reading: when the first batch is written, at most 40 of the 200 lines have been read.
+    assert seen_at_batches[0][0] == 10
+    assert seen_at_batches[0][1] <= 40
+    assert [read for read, _ in seen_at_batches] == [*range(10, 201, 10), 200]
 
 
 def test_line_numbers_count_physical_lines_and_blank_rows_are_skipped(lists: sa.Engine) -> None:
@@ -585,3 +590,47 @@ def test_on_postgresql_statistics_are_refreshed_as_the_import_grows(
             assert conn.scalar(sa.select(sa.func.count()).select_from(tables.subscriptions)) == 9
     finally:
         engine.dispose()
+
+
+def test_read_ahead_raises_the_readers_error_after_the_items_before_it() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise OSError("the disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="the disk went away"):
+        for item in csvimport.read_ahead(items()):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_read_ahead_stops_reading_when_the_caller_stops() -> None:
+    produced = 0
+
+    def items() -> Iterator[int]:
+        nonlocal produced
+        for number in range(1000):
+            produced += 1
+            yield number
+
+    with closing(csvimport.read_ahead(items(), depth=2)) as ahead:
+        assert next(ahead) == 0
+    # Closed after one item: the reader made at most the queue's two and the one it offered.
+    assert produced <= 4
+    assert not any(thread.name == "import-reader" for thread in threading.enumerate())
+
+
+def test_an_import_stopped_midway_leaves_no_reader_thread_behind(
+    lists: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csvimport, "BATCH_SIZE", 10)
+    monkeypatch.setattr(csvimport, "COPY_BATCH_SIZE", 10)
+
+    def interrupt(read: int) -> None:  # as Ctrl-C during the progress bar's update
+        raise KeyboardInterrupt
+
+    text = "email\n" + "".join(f"person{n}@example.org\n" for n in range(100))
+    with pytest.raises(KeyboardInterrupt):
+        run_import(lists, text, on_batch=interrupt)
+    assert not any(thread.name == "import-reader" for thread in threading.enumerate())
