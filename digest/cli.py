@@ -488,12 +488,15 @@ def send(
         bool, typer.Option("--retry-unknown", help="Send again to rows whose outcome is unknown.")
     ] = False,
     workers: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--workers",
-            help="Hand the batches to `digest worker` processes (broker: $DIGEST_BROKER_URL).",
+            "--workers/--here",
+            help=(
+                "Hand the batches to `digest worker` processes (broker: $DIGEST_BROKER_URL), "
+                "or send from this process. Default: as digest.toml's \\[mail] workers says."
+            ),
         ),
-    ] = False,
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Deliver an issue to its list (resumable; nobody gets it twice)."""
@@ -511,7 +514,7 @@ def send(
                 f"{plan['variants']} variants ({plan['skipped']} have nothing to read)."
             )
         return
-    if workers:
+    if settings.file.mail.workers if workers is None else workers:
         report = _send_with_workers(settings, store, issue, retry_unknown, json_output)
     else:
         report = _send_here(settings, store, issue, retry_unknown, json_output)

@@ -17,7 +17,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from digest.deliver.limits import SendLimits
 from digest.errors import ConfigError
@@ -218,6 +225,23 @@ class MailConfig(_Strict):
     pause_after: int = Field(
         default=50, ge=0, description="Consecutive failed messages that pause a send (0: never)."
     )
+    workers: bool = Field(
+        default=False,
+        description=(
+            "Sends (scheduled, due and `digest send`) go out through `digest worker` processes "
+            "on the broker at $DIGEST_BROKER_URL."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _workers_keep_no_shared_rate(self) -> MailConfig:
+        # Each worker would keep its own token buckets: N workers, N times the rate.
+        if self.workers and (self.rate or self.domain_rate):
+            raise ValueError(
+                "workers = true cannot keep rate or domain_rate (each worker would apply its "
+                "own); set them to 0 or send without workers"
+            )
+        return self
 
     def send_limits(self) -> SendLimits:
         return SendLimits(

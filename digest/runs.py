@@ -4,7 +4,9 @@ digest's issue for its slot, and send it or what else is due (the decisions: dig
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -199,13 +201,44 @@ async def _send(
     """Send an approved (or resume a sending) issue; an editor's move in between is reported."""
     assert issue.id is not None
     try:
-        report = await send_issue(
-            settings, store, issue.id, backend, clock=clock, from_statuses=("approved",)
-        )
+        report = await send_approved(settings, store, issue.id, backend, clock=clock)
     except DigestError as error:  # cancelled or taken back between the status read and now
         log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, error)
         return DigestRun(digest.name, issue, created, None, note=str(error))
     return DigestRun(digest.name, issue, created, report)
+
+
+async def send_approved(
+    settings: Settings,
+    store: Store,
+    issue_id: int,
+    backend: MailBackend,
+    *,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    """Send an approved issue (or resume its send): from this process, or, with
+    `[mail] workers = true`, through the delivery workers on $DIGEST_BROKER_URL.
+
+    DigestError if it is no longer approved (an editor took it back) or the broker is unset
+    or down; the issue then stays as it was, for the next run.
+    """
+    if not settings.file.mail.workers:
+        return await send_issue(
+            settings, store, issue_id, backend, clock=clock, from_statuses=("approved",)
+        )
+    from digest.deliver.workers import broker_from_env, send_with_workers
+
+    broker = broker_from_env(os.environ)
+    # The sender waits for the workers' results; a thread keeps the event loop free meanwhile.
+    return await asyncio.to_thread(
+        send_with_workers,
+        settings,
+        store,
+        issue_id,
+        broker,
+        clock=clock,
+        from_statuses=("approved",),
+    )
 
 
 async def send_due(
@@ -240,14 +273,7 @@ async def send_due(
             runs.append(DigestRun(digest.name, issue, False, None, note=decision.reason))
             continue
         try:
-            report = await send_issue(
-                settings,
-                store,
-                approved.issue_id,
-                backend,
-                clock=clock,
-                from_statuses=("approved",),
-            )
+            report = await send_approved(settings, store, approved.issue_id, backend, clock=clock)
         except DigestError as error:
             log.warning("digest=%s issue=%s not sent: %s", digest.name, issue.id, error)
             runs.append(DigestRun(digest.name, issue, False, None, note=str(error)))

@@ -140,3 +140,10 @@ def test_grouping_by_embeddings_without_the_extra_fails_at_load(tmp_path: Path) 
     text = MINIMAL + 'grouping = "embeddings"\n'
     with pytest.raises(ConfigError, match=r"grouping: \"embeddings\" needs the optional"):
         settings(text, tmp_path)
+
+
+def test_sending_through_workers_refuses_a_rate_no_one_process_keeps(tmp_path: Path) -> None:
+    assert settings(MINIMAL + "[mail]\nworkers = true\n", tmp_path).file.mail.workers
+    for limit in ("rate = 10", "domain_rate = 2"):
+        with pytest.raises(ConfigError, match="mail: workers = true cannot keep rate"):
+            settings(MINIMAL + f"[mail]\nworkers = true\n{limit}\n", tmp_path)

@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -42,7 +42,7 @@ from digest.deliver.outbox import SendReport, send_batch
 from digest.errors import ConfigError, DeliveryError, DigestError
 from digest.messages import MessageFactory
 from digest.pipeline import DEFAULT_BATCH, finish_send, prepare_send
-from digest.store import Store
+from digest.store import EDITABLE_STATUSES, Store
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +241,11 @@ def send_with_workers(
     batch_size: int | None = None,
     on_progress: Callable[[int], None] = lambda _done: None,
     poll_seconds: float = 0.5,
+    from_statuses: Sequence[str] = EDITABLE_STATUSES,
 ) -> SendReport:
     """send_issue, with the outbox worked through by `digest worker` processes: queue the
-    audience, one task per batch of queued rows, wait for all of them."""
+    audience, one task per batch of queued rows, wait for all of them. `from_statuses` as
+    send_issue's."""
     limits = settings.file.mail.send_limits()
     if limits.rate or limits.domain_rate:
         # Each worker would keep its own buckets: N workers, N times the rate.
@@ -253,7 +255,14 @@ def send_with_workers(
         )
     app = celery_app(broker)
     _check_broker(app, broker)  # before the issue is touched
-    prepare_send(settings, store, issue_id, clock=clock, retry_unknown=retry_unknown)
+    prepare_send(
+        settings,
+        store,
+        issue_id,
+        clock=clock,
+        retry_unknown=retry_unknown,
+        from_statuses=from_statuses,
+    )
     size = batch_size or getattr(backend_from_url(settings.mail_url), "batch_size", DEFAULT_BATCH)
     ids = store.queued_ids(issue_id)
     tag = database_tag(settings.database_url)

@@ -50,6 +50,31 @@ def broker_env() -> Iterator[dict[str, str]]:
     client.close()
 
 
+def start_worker(log: Path, env: dict[str, str], *, concurrency: int = 1) -> subprocess.Popen:
+    """A real `digest worker` in its own session (kill -9 takes its pool with it), writing to
+    `log`; returns once it is ready for tasks."""
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digest", "worker", f"--concurrency={concurrency}"],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while " ready." not in log.read_text(errors="replace"):
+        assert process.poll() is None, log.read_text(errors="replace")
+        assert time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.1)
+    return process
+
+
+def stop_worker(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    process.wait(timeout=60)
+
+
 @dataclass
 class Deployment:
     folder: Path
@@ -61,29 +86,14 @@ class Deployment:
     logs: list[Path] = field(default_factory=list)
 
     def start_worker(self, name: str, *, concurrency: int = 1) -> subprocess.Popen:
-        """A real `digest worker` in its own session (kill -9 takes its pool with it)."""
         log = self.folder / f"worker-{name}.log"
-        with log.open("w") as handle:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "digest", "worker", f"--concurrency={concurrency}"],
-                env=self.env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = start_worker(log, self.env, concurrency=concurrency)
         self.workers.append(process)
         self.logs.append(log)
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text(errors="replace"):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.1)
         return process
 
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-        process.wait(timeout=60)
+        stop_worker(process, sig)
 
     def send(self, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(
