@@ -821,11 +821,11 @@ class Store:
         """
         claimed: set[int] = set()
         with self.transaction() as connection:
-            for chunk in _chunks(row_ids):
+            for chunk in _id_chunks(connection, row_ids):
                 claimed.update(
                     connection.execute(
                         sa.update(outbox)
-                        .where(outbox.c.id.in_(chunk), outbox.c.state == "queued")
+                        .where(_among(connection, outbox.c.id, chunk), outbox.c.state == "queued")
                         .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
                         .returning(outbox.c.id)
                     ).scalars()
@@ -850,10 +850,10 @@ class Store:
         ]
         with self.transaction() as connection:
             for (state, provider, error), ids in outcomes.items():
-                for chunk in _chunks(ids) if len(ids) > 1 else ():
+                for chunk in _id_chunks(connection, ids) if len(ids) > 1 else ():
                     connection.execute(
                         sa.update(outbox)
-                        .where(outbox.c.id.in_(chunk), outbox.c.state == "sending")
+                        .where(_among(connection, outbox.c.id, chunk), outbox.c.state == "sending")
                         .values(state=state, provider_id=provider, last_error=error, updated=now)
                     )
             if singles:
@@ -1103,6 +1103,22 @@ T = TypeVar("T")
 def _chunks(values: Sequence[T], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _id_chunks(connection: Connection, ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """Row ids in as few statements as the database takes: all at once on PostgreSQL (one
+    array parameter), else IN lists of LOOKUP_CHUNK."""
+    if connection.dialect.name == "postgresql":
+        return iter((ids,)) if ids else iter(())
+    return _chunks(ids)
+
+
+def _among(connection: Connection, column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:
+    """`column` is one of `ids`. PostgreSQL gets one array (`= ANY`): binding a thousand
+    separate values cost it more than the UPDATE did."""
+    if connection.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Integer)))
+    return column.in_(ids)
 
 
 def _dialect_insert(connection: Connection) -> Any:

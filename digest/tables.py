@@ -148,7 +148,7 @@ outbox = Table(
     Column("last_error", Text, nullable=False, default=""),
     Column("updated", UTCDateTime, nullable=False),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_outbox_issue_subscriber"),
-    Index("ix_outbox_issue_state", "issue_id", "state"),
+    Index("ix_outbox_issue_state_id", "issue_id", "state", "id"),
 )
 
 # What the mail provider reported about each message (the SendGrid event webhook). Providers
