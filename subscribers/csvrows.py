@@ -56,6 +56,11 @@ _PLAIN_ADDRESS = re.compile(
 )
 _MAX_LOCAL = 64
 _MAX_ADDRESS = 254
+# A row of names and addresses is a few hundred characters. A longer line is not one, and read
+# whole it would sit in memory whole (a file without line breaks could be gigabytes).
+MAX_LINE = 1_000_000
+# What stands in for such a line: the CSV reader sees one odd field and goes on to the next.
+_OVERLONG = "\x00overlong line\x00\n"
 
 Record = tuple[int, list[str] | csv.Error]
 
@@ -112,7 +117,7 @@ def numbered_records(source: str | Iterable[str]) -> Iterator[Record]:
         if isinstance(source, str)
         else source
     )
-    reader = csv.reader(lines)
+    reader = csv.reader(_bounded_lines(lines))
     while True:
         start = reader.line_num + 1
         try:
@@ -122,7 +127,26 @@ def numbered_records(source: str | Iterable[str]) -> Iterator[Record]:
         except csv.Error as error:
             yield start, error
             continue
+        if fields == [_OVERLONG.strip("\n")]:
+            yield start, csv.Error(f"line longer than {MAX_LINE} characters")
+            continue
         yield start, fields
+
+
+def _bounded_lines(lines: Iterable[str]) -> Iterator[str]:
+    """The lines of a file read at most MAX_LINE characters at a time; each longer one is
+    read to its end and dropped, _OVERLONG in its place."""
+    readline = getattr(lines, "readline", None)
+    if readline is None:  # a list of lines is already in memory
+        yield from lines
+        return
+    while line := readline(MAX_LINE):
+        if len(line) < MAX_LINE or line.endswith(("\n", "\r")):
+            yield line
+            continue
+        while (rest := readline(MAX_LINE)) and not rest.endswith(("\n", "\r")):
+            pass
+        yield _OVERLONG
 
 
 def map_columns(header: Sequence[str], chosen: Mapping[str, str]) -> ColumnMap:

@@ -240,7 +240,10 @@ def _iso_to_utc(value: str) -> datetime | None:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # "9999-12-31T23:59-01:00" is past the last moment UTC can name
+        return None
 
 
 def _date_to_utc(value: str | None) -> datetime | None:

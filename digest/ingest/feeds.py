@@ -215,11 +215,19 @@ def _bounded_html(html: str) -> str:
     """HTML whose nesting cannot make sanitising slow: libxml2 re-parses long fragments."""
     if html.count("<") <= NESTED_MARKUP_TAGS:
         return html
+    text = html_lib.unescape(_TAG.sub(" ", html))
     try:
         root = lxml.html.fragment_fromstring(html, create_parent="div")
     except (lxml.etree.ParserError, ValueError):
-        return _as_html(_TAG.sub(" ", html), "text/plain")
+        return _as_html(text, "text/plain")
+    # libxml2 drops everything nested deeper than 256 levels: then the words alone are kept.
+    if _visible_length(root.text_content()) < _visible_length(text):
+        return _as_html(text, "text/plain")
     return lxml.html.tostring(root, encoding="unicode")
+
+
+def _visible_length(text: str) -> int:
+    return len(text) - sum(map(text.count, " \t\r\n\f\xa0"))
 
 
 def _struct_time_to_utc(value: time.struct_time | None) -> datetime | None:
@@ -357,7 +365,10 @@ def _parse_rfc3339(value: object) -> datetime | None:
             parsed = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # "9999-12-31T23:59-01:00" is past the last moment UTC can name
+        return None
 
 
 # --- shared -------------------------------------------------------------------------------------

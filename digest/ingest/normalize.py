@@ -103,7 +103,10 @@ def sanitize_html(html: str, base_url: str = "") -> str:
 
     def absolutise(tag: str, attribute: str, value: str) -> str | None:
         if attribute in ("href", "src"):
-            return urljoin(base_url, value.strip()) if base_url else value.strip()
+            try:
+                return urljoin(base_url, value.strip()) if base_url else value.strip()
+            except ValueError:  # a malformed host such as "//[::1": no link to keep
+                return None
         return value
 
     cleaned = nh3.clean(

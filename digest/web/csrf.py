@@ -48,7 +48,9 @@ class CsrfGuard:
 
     def is_valid(self, cookie: str | None, field_value: str | None) -> bool:
         """Whether a POST's hidden field was signed by us for the nonce its cookie holds."""
-        if not cookie or not field_value:
+        # A cookie not of our nonce's form (say, non-ASCII, which compare_digest refuses with
+        # a TypeError) cannot match.
+        if not cookie or not field_value or not _NONCE.fullmatch(cookie):
             return False
         try:
             signed_nonce = self._signer.unsign(field_value).decode("ascii")
@@ -82,7 +84,10 @@ class SessionCsrfGuard:
         """Whether a POST's field was made for its cookie's nonce in this session."""
         if not cookie or not field_value or not _NONCE.fullmatch(cookie):
             return False
-        return hmac.compare_digest(field_value, self._field(cookie, session))
+        # Bytes: compare_digest refuses non-ASCII strings with a TypeError, and a field is
+        # whatever the POST says.
+        expected = self._field(cookie, session).encode("ascii")
+        return hmac.compare_digest(field_value.encode("utf-8", "surrogatepass"), expected)
 
     def _field(self, nonce: str, session: str) -> str:
         signature = self._signer.get_signature(f"{nonce}.{session}").decode("ascii")

@@ -126,7 +126,7 @@ def verify_request(
     check_fresh(timestamp, now=now)
     try:
         der = base64.b64decode(signature, validate=True)
-    except binascii.Error as error:
+    except ValueError as error:  # binascii.Error, or a header with non-ASCII characters
         raise WebhookRefused(403, f"{SIGNATURE_HEADER}: not base64") from error
     try:
         key.verify(der, timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
@@ -138,10 +138,11 @@ def check_fresh(timestamp: str, *, now: datetime) -> None:
     """Raise WebhookRefused (403) for a timestamp that is not recent Unix seconds."""
     if not re.fullmatch(r"[0-9]{1,12}", timestamp):
         raise WebhookRefused(403, f"{TIMESTAMP_HEADER}: {timestamp[:40]!r} is not a Unix time")
-    signed_at = datetime.fromtimestamp(int(timestamp), UTC)
-    if signed_at < now - MAX_AGE:
+    # Compared as numbers: twelve digits can name a year no datetime holds.
+    signed_at = int(timestamp)
+    if signed_at < (now - MAX_AGE).timestamp():
         raise WebhookRefused(403, f"{TIMESTAMP_HEADER}: {timestamp} is more than 10 minutes old")
-    if signed_at > now + MAX_AHEAD:
+    if signed_at > (now + MAX_AHEAD).timestamp():
         raise WebhookRefused(403, f"{TIMESTAMP_HEADER}: {timestamp} is more than 5 minutes ahead")
 
 
@@ -197,17 +198,22 @@ def provider_event(item: Any, *, now: datetime) -> ProviderEvent | None:
         event=_event_name(name, item.get("type")),
         issue_id=_row_id(item.get("issue_id")),
         subscriber_id=_row_id(item.get("subscriber_id")),
-        email=email.replace("\x00", "").strip()[:MAX_EMAIL] if isinstance(email, str) else "",
+        email=_storable(email).strip()[:MAX_EMAIL] if isinstance(email, str) else "",
         at=_event_time(item.get("timestamp"), now),
         raw=json.dumps(item, sort_keys=True)[:RAW_KEPT],
         delivery_id=_row_id(item.get("delivery_id")),
-        reason=reason.strip()[:200] if isinstance(reason, str) else "",
+        reason=_storable(reason).strip()[:200] if isinstance(reason, str) else "",
     )
 
 
 def _is_short_text(value: Any, limit: int) -> bool:
-    # PostgreSQL refuses NUL in text: such a value would fail the whole batch.
-    return isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value
+    return isinstance(value, str) and 0 < len(value) <= limit and _storable(value) == value
+
+
+def _storable(text: str) -> str:
+    """The text without what no database stores and would fail the whole batch for: NUL
+    (PostgreSQL refuses it) and lone surrogates (JSON's "\\ud800" is no UTF-8 at all)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _event_name(event: str, bounce_type: Any) -> str:
@@ -305,12 +311,24 @@ def apply_event(connection: Connection, event: ProviderEvent, list_name: str | N
 
 # --- the endpoint ----------------------------------------------------------------------------
 
+# The endpoint reads its headers and raw body itself; this tells the OpenAPI description.
+ENDPOINT_OPENAPI = {
+    "parameters": [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+        for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER)
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+    },
+}
+
 
 def webhook_routes(webhook: EventWebhook | None, clock: Callable[[], datetime]) -> APIRouter:
     """`POST /webhooks/sendgrid`; without a webhook (no key configured) it answers 404."""
     router = APIRouter()
 
-    @router.post("/webhooks/sendgrid")
+    @router.post("/webhooks/sendgrid", openapi_extra=ENDPOINT_OPENAPI)
     async def sendgrid_events(request: Request) -> Response:
         if webhook is None:
             return _refusal(WebhookRefused(404, "the SendGrid event webhook is not enabled"))

@@ -400,7 +400,8 @@ def test_deeply_nested_item_html_is_flattened_before_sanitising() -> None:
     for tag in re.findall(r"</?ul>", article.html):
         depth += -1 if tag.startswith("</") else 1
         deepest = max(deepest, depth)
-    assert 0 < deepest <= 256
+    assert deepest <= 256
+    assert article.text == "deep"  # libxml2 drops what lies past its depth cap; the words stay
 
 
 # --- titles, links and HTML -------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Property and fuzz tests: every parser facing the outside, fed hostile input."""
