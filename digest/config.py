@@ -98,6 +98,17 @@ class SourceConfig(_Strict):
     )
 
 
+# Values that end up in mail headers (From, Reply-To, List-Id, List-Unsubscribe, Subject):
+# a line break there would start a header of its own, so the file is refused at load.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line, without control characters (it goes in mail headers)")
+    return value
+
+
 class DigestConfig(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Id used on the command line.")
     title: str = Field(min_length=1, description="Shown in the email header and subject.")
@@ -143,6 +154,11 @@ class DigestConfig(_Strict):
         default=(), description="Addresses told when an issue waits for approval."
     )
     topics: tuple[TopicConfig, ...] = Field(default=(), description="Sections, by priority.")
+
+    @field_validator("title")
+    @classmethod
+    def _title_one_line(cls, value: str) -> str:
+        return _one_line(value)
 
     @field_validator("send_window")
     @classmethod
@@ -233,6 +249,11 @@ class MailConfig(_Strict):
         ),
     )
 
+    @field_validator("sender", "reply_to")
+    @classmethod
+    def _header_one_line(cls, value: str) -> str:
+        return _one_line(value)
+
     @model_validator(mode="after")
     def _workers_keep_no_shared_rate(self) -> MailConfig:
         # Each worker would keep its own token buckets: N workers, N times the rate.
@@ -320,10 +341,12 @@ class Settings(BaseModel):
 
     path: Path
     file: FileSettings
-    database_url: str
-    mail_url: str
+    # Out of repr: the key is a secret, and the URLs may carry passwords (a logged or
+    # printed Settings must not show them).
+    database_url: str = Field(repr=False)
+    mail_url: str = Field(repr=False)
     base_url: str
-    secret_key: str
+    secret_key: str = Field(repr=False)
 
     @property
     def root(self) -> Path:
@@ -442,9 +465,16 @@ def parse_settings(text: str, path: Path, env: Mapping[str, str]) -> Settings:
             env.get("DIGEST_DATABASE_URL") or file.database_url, root
         ),
         mail_url=_resolve_mail_url(env.get("DIGEST_MAIL_URL") or file.mail.url, root),
-        base_url=(env.get("DIGEST_BASE_URL") or file.base_url).rstrip("/"),
+        base_url=_base_url(path, env.get("DIGEST_BASE_URL") or file.base_url),
         secret_key=secret,
     )
+
+
+def _base_url(path: Path, url: str) -> str:
+    """The public address, from DIGEST_BASE_URL or the file; it goes in List-Unsubscribe."""
+    if _CONTROL.search(url):
+        raise ConfigError(f"{path}: base_url: must be one line, without control characters")
+    return url.rstrip("/")
 
 
 def _check_topic_sources(path: Path, file: FileSettings) -> None:

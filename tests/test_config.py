@@ -147,3 +147,27 @@ def test_sending_through_workers_refuses_a_rate_no_one_process_keeps(tmp_path: P
     for limit in ("rate = 10", "domain_rate = 2"):
         with pytest.raises(ConfigError, match="mail: workers = true cannot keep rate"):
             settings(MINIMAL + f"[mail]\nworkers = true\n{limit}\n", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[mail]\nsender = "News\\r\\nBcc: x@evil.example <news@example.org>"\n', "mail.sender"),
+        ('[mail]\nreply_to = "desk@example.org\\nBcc: x@evil.example"\n', "mail.reply_to"),
+        ('[[digests]]\nname = "daily"\ntitle = "Daily\\r\\nX-Evil: 1"\n', "title"),
+        ('base_url = "https://news.example.org/\\r\\nX-Evil: 1"\n', "base_url"),
+    ],
+)
+def test_values_that_go_into_mail_headers_must_be_one_line(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    """A line break in the sender, Reply-To, a title or the base URL would start a header of
+    its own in every message: the file is refused when it loads, naming the value."""
+    with pytest.raises(ConfigError, match=f"{where}.*one line"):
+        settings(text + MINIMAL if text.startswith("base_url") else MINIMAL + text, tmp_path)
+
+
+def test_a_base_url_from_the_environment_must_be_one_line(tmp_path: Path) -> None:
+    env = {"DIGEST_BASE_URL": "https://news.example.org\r\nBcc: x@evil.example"}
+    with pytest.raises(ConfigError, match="base_url: must be one line"):
+        settings(MINIMAL, tmp_path, env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -13,12 +14,17 @@ from email.utils import format_datetime, parseaddr
 from digest.errors import DeliveryError
 from digest.models import OutgoingMessage
 
+# A CR or LF in a header value starts another header; other controls have no place there.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 
 def sender_domain(sender: str) -> str:
     """'Demo <digest@demo.example.org>' → 'demo.example.org'."""
     _name, address = parseaddr(sender)
     local, _at, domain = address.rpartition("@")
-    if not local or not domain or " " in address:
+    # A control character would let the configured From smuggle in another header, and
+    # parseaddr reads "News\r\nBcc: x@evil.example <me@example.org>" as x@evil.example.
+    if not local or not domain or " " in address or _CONTROL.search(sender):
         raise DeliveryError(
             f"mail.sender {sender!r} is not an address like 'Name <me@example.org>'"
         )
@@ -28,7 +34,7 @@ def sender_domain(sender: str) -> str:
 def list_id(title: str, digest: str, domain: str) -> str:
     """RFC 2919: a phrase plus a dot-atom under our own domain."""
     phrase = title.replace("<", "").replace(">", "").replace('"', "")
-    return f"{phrase} <{digest}.{domain}>"
+    return f"{' '.join(_CONTROL.sub(' ', phrase).split())} <{digest}.{domain}>"
 
 
 def message_id(domain: str, issue_id: int, subscriber_id: int) -> str:
@@ -38,7 +44,14 @@ def message_id(domain: str, issue_id: int, subscriber_id: int) -> str:
 
 
 def unsubscribe_headers(https_url: str, mailto: str) -> dict[str, str]:
-    """RFC 2369 + RFC 8058 one-click: exactly one https URL, plus a mailto fallback."""
+    """RFC 2369 + RFC 8058 one-click: exactly one https URL, plus a mailto fallback.
+
+    DeliveryError when either holds white space or a control (a base URL set wrongly): sent
+    as it is, it could end the header and start another.
+    """
+    for link in (https_url, mailto):
+        if _CONTROL.search(link) or " " in link:
+            raise DeliveryError(f"unsubscribe link {link!r} holds white space or a control")
     return {
         "List-Unsubscribe": f"<{https_url}>, <mailto:{mailto}?subject=unsubscribe>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -29,6 +29,9 @@ _TRAILING_PUNCTUATION = ",;:—–-"
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 # Other invisible format characters that only serve to disguise text.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
+# C0 and C1 controls and DEL become spaces: in a subject they would reach the Subject header
+# (a CR or LF would start a new one), and in MJML they stop the XML parser.
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
 HEADLINE_MAX_CHARACTERS = 200
 # Reading speed: about 230 words a minute in alphabetic scripts, 500 characters in CJK.
 WORDS_PER_MINUTE = 230
@@ -123,8 +126,14 @@ def headline(text: str, count: int = HEADLINE_MAX_CHARACTERS) -> str:
     """
     if isinstance(text, Markup):
         text = text.unescape()
-    cleaned = str(text).translate(_BIDI_CONTROLS).translate(_INVISIBLE)
-    return truncate_characters(cleaned, count)
+    return truncate_characters(one_line(text), count)
+
+
+def one_line(text: str) -> str:
+    """The text as one line of visible characters: controls and whitespace runs become one
+    space; direction overrides and invisible format characters go."""
+    cleaned = str(text).translate(_BIDI_CONTROLS).translate(_INVISIBLE).translate(_CONTROLS)
+    return " ".join(cleaned.split())
 
 
 def reading_minutes(text: str) -> int:

@@ -19,6 +19,9 @@ _ESCAPED_BY_MRML = frozenset({"Mn", "Me", "Mc", "Cf", "Cc", "Co", "Cn", "Cs", "Z
 _ATTRIBUTE_VALUE = re.compile(r'="([^"]*)"')
 # The title also becomes the body's aria-label.
 _TITLE = re.compile(r"(<mj-title>)(.*?)(</mj-title>)", re.DOTALL)
+# Characters XML 1.0 forbids even as references: one in a feed title would stop the parser
+# and with it the whole issue. They have no visible form, so they are dropped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,7 @@ def compile_mjml(source: str, *, origin: str) -> CompiledHtml:
 
     mj-include is refused (no loader): rendering reads no files besides the Jinja templates.
     """
+    source = _NOT_XML.sub("", source)
     try:
         output = mrml.to_html(
             protect_attribute_text(source),

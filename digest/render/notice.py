@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 
 from digest.errors import RenderError
+from digest.render.filters import one_line
 from digest.render.issue import (
     RenderContext,
     RenderedIssue,
@@ -88,8 +89,8 @@ def notice_source(
     mjml_name, text_name = f"{notice}.mjml.j2", f"{notice}.txt.j2"
     with template_errors(mjml_name):
         module = env.get_template(mjml_name).make_module(base)
-        subject = " ".join(str(getattr(module, "subject", "")).split())
-        preheader = " ".join(str(getattr(module, "preheader", "")).split())
+        subject = one_line(str(getattr(module, "subject", "")))
+        preheader = one_line(str(getattr(module, "preheader", "")))
         mjml = str(module)
     if not subject:
         raise RenderError(f"{mjml_name}: sets no subject ({{% set subject = … %}} at the top)")

@@ -24,12 +24,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
+from digest.errors import DatabaseError
 from digest.web.archive import Archive, archive_routes
 from digest.web.pages import Pages
 from digest.web.preferences import preferences_routes
 from digest.web.ratelimit import RateLimit, TokenBuckets
 from digest.web.signup import signup_routes
-from digest.web.site import ListInfo, NoticeSender, Site, consent_from
+from digest.web.site import IssueId, ListInfo, NoticeSender, Site, consent_from, form_body
 from digest.web.webhooks import EventWebhook, webhook_routes
 from subscribers import service
 from subscribers.models import Consent, Subscription
@@ -93,12 +94,21 @@ def create_app(
     async def subscriber_error(request: Request, error: SubscriberError) -> HTMLResponse:
         return bad_request(error)
 
+    @app.exception_handler(DatabaseError)
+    async def database_unavailable(request: Request, error: DatabaseError) -> HTMLResponse:
+        # The route, not the path: paths carry readers' tokens.
+        route = getattr(request.scope.get("route"), "path", "?")
+        log.error("%s %s: %s", request.method, route, error)
+        page = pages.error(503, "The site cannot reach its records just now; try again shortly.")
+        page.headers["Retry-After"] = "60"
+        return page
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/issues/{issue_id}")
-    def show_issue(issue_id: int) -> HTMLResponse:
+    def show_issue(issue_id: IssueId) -> HTMLResponse:
         html = issue_page(issue_id) if issue_page is not None and issue_id > 0 else None
         if html is None:
             return pages.error(404, f"There is no published issue {issue_id}.")
@@ -116,7 +126,7 @@ def create_app(
             return page("unsubscribed.html", subscription=subscription, list_name=list_name)
         return page("unsubscribe.html", subscription=subscription, from_page=FROM_PAGE)
 
-    @app.post("/u/{token}")
+    @app.post("/u/{token}", openapi_extra=form_body("List-Unsubscribe", FROM_PAGE[0]))
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         try:
             subscriber_id, list_name = read_unsubscribe_token(secret_key, token)

@@ -24,6 +24,7 @@ from digest.deliver.backends import MailBackend, backend_from_url
 from digest.editing import EditError
 from digest.errors import DigestError
 from digest.store import EDITABLE_STATUSES, IssueChanged, IssueNotEditable, Store
+from digest.web.csrf import FIELD_NAME
 from digest.web.editor_auth import EDITOR_PATH, PASSWORD_VARIABLE, EditorAuth, safe_next
 from digest.web.editor_site import EMAIL_HEADERS, SEEN_FIELD, Editor, login_url, seen_stamp
 from digest.web.editor_views import (
@@ -37,7 +38,7 @@ from digest.web.editor_views import (
 )
 from digest.web.pages import Pages
 from digest.web.ratelimit import retry_after_header
-from digest.web.site import read_form, text_field
+from digest.web.site import IssueId, form_body, read_form, text_field
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ DONE = {
     "approve": "Issue approved.",
     "cancel": "Issue cancelled.",
 }
+# The fields of the edit forms (editor_site.apply_edit reads each action's own).
+EDIT_FORM = form_body(
+    FIELD_NAME, SEEN_FIELD, "action", "article", "section", "label", "new_section", "to",
+    "intro", "subject",
+)  # fmt: skip
 CHANGED = (
     "The issue changed since you opened it, so nothing was changed; here it is now. "
     "Check it and make your change again."
@@ -86,7 +92,7 @@ def editor_routes(editor: Editor) -> APIRouter:
     def login_page(request: Request, next: str = "") -> HTMLResponse:
         return editor.page(request, "login.html", next=safe_next(next), failed=False)
 
-    @router.post("/login")
+    @router.post("/login", openapi_extra=form_body(FIELD_NAME, "password", "next"))
     async def login(request: Request) -> Response:
         form = await read_form(request)
         target = safe_next(text_field(form, "next"))
@@ -107,7 +113,7 @@ def editor_routes(editor: Editor) -> APIRouter:
         await run_in_threadpool(auth.start_session, request, response)
         return response
 
-    @router.post("/logout")
+    @router.post("/logout", openapi_extra=form_body(FIELD_NAME, "everywhere"))
     async def logout(request: Request) -> Response:
         form = await read_form(request)
         if editor.is_forged(request, form):
@@ -138,7 +144,7 @@ def editor_routes(editor: Editor) -> APIRouter:
     @router.get("/issues/{issue_id}")
     def issue_page(
         request: Request,
-        issue_id: int,
+        issue_id: IssueId,
         topics: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
         reader: str = "",
         done: str = "",
@@ -151,7 +157,7 @@ def editor_routes(editor: Editor) -> APIRouter:
     @router.get("/issues/{issue_id}/email")
     def email_html(
         request: Request,
-        issue_id: int,
+        issue_id: IssueId,
         topics: Annotated[list[str], Query()] = [],  # noqa: B006
         reader: str = "",
     ) -> Response:
@@ -174,8 +180,8 @@ def editor_routes(editor: Editor) -> APIRouter:
             )
         return HTMLResponse(preview.html, headers=EMAIL_HEADERS)
 
-    @router.post("/issues/{issue_id}/edit")
-    async def edit(request: Request, issue_id: int) -> Response:
+    @router.post("/issues/{issue_id}/edit", openapi_extra=EDIT_FORM)
+    async def edit(request: Request, issue_id: IssueId) -> Response:
         form = await read_form(request)
         refused = await editor.refusal(request, form)
         if refused is not None:
@@ -191,8 +197,11 @@ def editor_routes(editor: Editor) -> APIRouter:
             return editor.error(400, str(error), _issue_url(issue_id))
         return _see_other(_issue_url(issue_id, done=action) + "#edit")
 
-    @router.post("/issues/{issue_id}/test")
-    async def send_test(request: Request, issue_id: int) -> Response:
+    @router.post(
+        "/issues/{issue_id}/test",
+        openapi_extra=form_body(FIELD_NAME, "addresses", repeated=("topics",)),
+    )
+    async def send_test(request: Request, issue_id: IssueId) -> Response:
         form = await read_form(request)
         refused = await editor.refusal(request, form)
         if refused is not None:
@@ -221,8 +230,11 @@ def editor_routes(editor: Editor) -> APIRouter:
             )
         return _see_other(_issue_url(issue_id, done="test", sent=str(len(results))) + "#test")
 
-    @router.post("/issues/{issue_id}/approve")
-    async def approve(request: Request, issue_id: int) -> Response:
+    @router.post(
+        "/issues/{issue_id}/approve",
+        openapi_extra=form_body(FIELD_NAME, SEEN_FIELD, "when", "send_at"),
+    )
+    async def approve(request: Request, issue_id: IssueId) -> Response:
         form = await read_form(request)
         refused = await editor.refusal(request, form)
         if refused is not None:
@@ -253,8 +265,8 @@ def editor_routes(editor: Editor) -> APIRouter:
         )
         return _see_other(_issue_url(issue_id, done="approve"))
 
-    @router.post("/issues/{issue_id}/cancel")
-    async def cancel(request: Request, issue_id: int) -> Response:
+    @router.post("/issues/{issue_id}/cancel", openapi_extra=form_body(FIELD_NAME, SEEN_FIELD))
+    async def cancel(request: Request, issue_id: IssueId) -> Response:
         form = await read_form(request)
         refused = await editor.refusal(request, form)
         if refused is not None:

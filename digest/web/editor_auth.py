@@ -32,7 +32,9 @@ SESSION_LIFETIME = timedelta(hours=12)
 LOGIN_RATE_LIMIT = RateLimit(burst=5, refill_seconds=60)
 # Every editor URL is under this path, and so is the session cookie.
 EDITOR_PATH = "/editor"
-_NEXT = re.compile(r"/editor/[A-Za-z0-9/_.?=&%-]*")
+# The path takes no dots or escapes ("/editor/.." is the site's root, and browsers read "%2e"
+# as a dot); the query may hold them.
+_NEXT = re.compile(r"/editor/[A-Za-z0-9/_-]*(\?[A-Za-z0-9/_.=&%-]*)?")
 # secrets.token_urlsafe(32): 256 random bits in 43 characters.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 

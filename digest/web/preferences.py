@@ -19,12 +19,14 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from digest.web.csrf import FIELD_NAME
 from digest.web.pages import PAGE_HEADERS
 from digest.web.site import (
     CADENCE_LABELS,
     ListInfo,
     Site,
     consent_from,
+    form_body,
     offered_cadences,
     read_form,
     stored_topics,
@@ -122,7 +124,9 @@ def preferences_routes(site: Site) -> APIRouter:
         subscription = _subscription_for(site, token)
         return gone() if subscription is None else show(request, subscription)
 
-    @router.post("/p/{token}")
+    @router.post(
+        "/p/{token}", openapi_extra=form_body(FIELD_NAME, "action", "cadence", repeated=("topic",))
+    )
     async def change_preferences(
         request: Request, token: str, background: BackgroundTasks
     ) -> Response:

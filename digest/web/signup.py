@@ -18,12 +18,14 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from digest.web.csrf import FIELD_NAME
 from digest.web.ratelimit import client_key, retry_after_header
 from digest.web.site import (
     CADENCE_LABELS,
     ListInfo,
     Site,
     consent_from,
+    form_body,
     offered_cadences,
     read_form,
     stored_topics,
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 # A field people cannot see or reach; bots that fill in every field fill this one too.
 HONEYPOT_FIELD = "website"
 MAX_EMAIL = 320
+SUBSCRIBE_FORM = form_body(
+    FIELD_NAME, "email", "name", "cadence", HONEYPOT_FIELD, repeated=("topic",)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +147,14 @@ def signup_routes(site: Site) -> APIRouter:
             return no_such_list(list_name)
         return form_page(request, list_name, default_signup(site.lists[list_name]))
 
-    @router.post("/subscribe")
+    @router.post("/subscribe", openapi_extra=SUBSCRIBE_FORM)
     async def subscribe_default(request: Request, background: BackgroundTasks) -> HTMLResponse:
         list_name = default_list()
         if list_name is None:
             return site.pages.error(404, "There is no list to subscribe to yet.")
         return await subscribe(request, list_name, background)
 
-    @router.post("/subscribe/{list_name}")
+    @router.post("/subscribe/{list_name}", openapi_extra=SUBSCRIBE_FORM)
     async def subscribe(
         request: Request, list_name: str, background: BackgroundTasks
     ) -> HTMLResponse:
@@ -199,7 +204,7 @@ def signup_routes(site: Site) -> APIRouter:
             wording=confirm_wording(info, subscription.email),
         )
 
-    @router.post("/confirm/{token}")
+    @router.post("/confirm/{token}", openapi_extra=form_body(FIELD_NAME))
     async def confirm(request: Request, token: str, background: BackgroundTasks) -> HTMLResponse:
         form = await read_form(request)
         if site.is_forged(request, form):

@@ -9,10 +9,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Any, Protocol
 
 import sqlalchemy as sa
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -37,6 +37,10 @@ CADENCE_LABELS = {
 MAX_USER_AGENT = 500
 # Forms have a handful of fields plus one per topic; more than this is not from our pages.
 MAX_FORM_FIELDS = 200
+# An issue id in a URL: issues.id is an INTEGER column, and a larger number (which SQLite's
+# driver refuses with an error) names no issue; FastAPI answers 422 for it, as for "abc".
+IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +162,28 @@ class Site:
 
 
 async def read_form(request: Request) -> FormData:
-    """The POSTed form; an unreadable body counts as empty (the CSRF check then refuses it)."""
+    """The POSTed form; an unreadable body counts as empty (the CSRF check then refuses it).
+
+    NUL characters are dropped: no browser types one, and PostgreSQL stores no text holding
+    one (a name or an intro with a NUL would fail its INSERT with a 500).
+    """
     try:
         async with request.form(max_files=0, max_fields=MAX_FORM_FIELDS) as form:
-            return FormData([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+            return FormData(
+                [(k, v.replace("\x00", "")) for k, v in form.multi_items() if isinstance(v, str)]
+            )
     except HTTPException as error:  # Starlette's answer to a malformed body
         log.info("form with an unreadable body path=%s: %s", request.url.path, error.detail)
         return FormData()
+
+
+def form_body(*fields: str, repeated: Sequence[str] = ()) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its form itself (read_form), which FastAPI
+    cannot see: the fields it reads, all optional, so the OpenAPI says what it accepts."""
+    properties: dict[str, Any] = {name: {"type": "string"} for name in fields}
+    properties |= {name: {"type": "array", "items": {"type": "string"}} for name in repeated}
+    schema = {"type": "object", "properties": properties}
+    return {"requestBody": {"content": {media: {"schema": schema} for media in FORM_MEDIA_TYPES}}}
 
 
 def text_field(form: FormData, name: str) -> str:

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -127,6 +128,25 @@ def csrf_token(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "the page has no CSRF field"
     return found.group(1)
+
+
+def post_subscribe(
+    client: TestClient, address: str, path: str = "/subscribe/weekly", **fields: object
+) -> httpx.Response:
+    """Fill in and send the subscribe form as a browser would (every topic, weekly, no name
+    unless `fields` say otherwise); the answer."""
+    form = client.get(path)
+    assert form.status_code == 200
+    data: dict[str, object] = {
+        "csrf_token": csrf_token(form.text),
+        "email": address,
+        "name": "",
+        "topic": list(TOPICS),
+        "cadence": "weekly",
+        "website": "",
+    }
+    data.update(fields)
+    return client.post(path, data=data, headers={"user-agent": CHROME})
 
 
 def take_mail(outbox: Path) -> list[EmailMessage]:

@@ -30,6 +30,7 @@ from tests.web.public_site import (
     is_stored,
     link_path,
     plain_text,
+    post_subscribe,
     shown_text,
     subscription_of,
     take_mail,
@@ -39,19 +40,8 @@ from tests.web.public_site import (
 def subscribe(
     client: TestClient, address: str, path: str = "/subscribe/weekly", **fields: object
 ) -> str:
-    """Fill in and send the form as a browser would; the answer's HTML."""
-    form = client.get(path)
-    assert form.status_code == 200
-    data: dict[str, object] = {
-        "csrf_token": csrf_token(form.text),
-        "email": address,
-        "name": "",
-        "topic": list(TOPICS),
-        "cadence": "weekly",
-        "website": "",
-    }
-    data.update(fields)
-    response = client.post(path, data=data, headers={"user-agent": CHROME})
+    """Fill in and send the form as a browser would; the answer's status and HTML."""
+    response = post_subscribe(client, address, path, **fields)
     return f"{response.status_code}\n{response.text}"
 
 
