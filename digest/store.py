@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +20,10 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DatabaseError, DigestError
 from digest.models import Article, Issue, Section, SendResult
 from digest.slots import ApprovedIssue
+from digest.sqlite_writes import take_turns_writing
 from digest.tables import (
     articles,
     editor_sessions,
@@ -45,6 +46,7 @@ class IssueChanged(IssueNotEditable):
     """The issue changed after the editor's form was made: the change was not made."""
 
 
+SQLITE_BUSY_SECONDS = 10  # how long a SQLite writer waits for another to finish
 LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
 PARAGRAPH_MEMORY = timedelta(days=180)
 SENT_STATUSES = ("sending", "sent")  # an issue in these states has reached (some) readers
@@ -137,9 +139,36 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise ConfigError(f"database_url {_redact(url)!r}: {_first_line(error)}") from error
+    sa.event.listen(engine, "handle_error", _database_error(_redact(url)))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        take_turns_writing(engine, busy_timeout=SQLITE_BUSY_SECONDS)
     return engine
+
+
+def _database_error(database: str) -> Callable[[sa.engine.ExceptionContext], Exception | None]:
+    """Operational failures (locked, full, unreachable, connection lost) become one line naming
+    the database, which the CLI shows as it shows any DigestError; other errors (a bug, a
+    broken constraint) stay as SQLAlchemy raised them."""
+
+    def translate(context: sa.engine.ExceptionContext) -> Exception | None:
+        error = context.original_exception
+        if isinstance(context.sqlalchemy_exception, sa.exc.OperationalError) and _is_failure(error):
+            return DatabaseError(database, _first_line(error))
+        return None
+
+    return translate
+
+
+def _is_failure(error: BaseException) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # only SQLite's errors carry one
+    return code is None or code & 0xFF in SQLITE_FAILURES
+
+
+# SQLite files its own complaints about our SQL (no such table, wrong column count) as
+# OperationalError too; only these primary result codes are the database failing: BUSY,
+# LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+SQLITE_FAILURES = (5, 6, 7, 8, 10, 11, 13, 14, 15, 26)
 
 
 def _redact(url: str) -> str:
@@ -161,7 +190,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the web app read while a send writes; busy_timeout waits instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
 
 
@@ -187,6 +216,8 @@ class Store:
             migrate(engine)
         except sa.exc.OperationalError as error:
             raise ConfigError(f"database {engine.url!r}: {_first_line(error.orig)}") from error
+        except DatabaseError as error:
+            raise ConfigError(f"database {engine.url!r}: {error.reason}") from error
         return cls(engine)
 
     @contextmanager

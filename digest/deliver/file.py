@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 from collections.abc import Sequence
@@ -39,8 +40,10 @@ class FileBackend:
             except DeliveryError as error:
                 results.append(SendResult(message.delivery_id, "failed", error=str(error)))
             except OSError as error:
+                # A full disk (or quota) frees up again: the message waits, it has not failed.
+                state = "queued" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "failed"
                 results.append(
-                    SendResult(message.delivery_id, "failed", error=f"{path}: {error.strerror}")
+                    SendResult(message.delivery_id, state, error=f"{path}: {error.strerror}")
                 )
             else:
                 results.append(SendResult(message.delivery_id, "sent", provider_id=path.name))

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from digest.deliver.backends import MailBackend
 from digest.deliver.limits import SendLimits, Throttle
-from digest.errors import DeliveryError
+from digest.errors import DatabaseError, DeliveryError
 from digest.models import OutgoingMessage, SendResult
 from digest.store import OutboxRow, Store
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Transient refusals (SMTP 4xx, a server that is down) are retried this many times per batch.
 TRANSIENT_RETRIES = 3
+# Recording a batch's results is tried this many more times when the database fails.
+RECORD_RETRIES = TRANSIENT_RETRIES
 # Waiting longer than this for a provider's Retry-After is left to the next run.
 MAX_RETRY_AFTER = 300.0
 
@@ -175,7 +177,7 @@ async def _send_claimed(
     """Send the messages of the claimed rows and record the results."""
     messages = [m for m in messages if int(m.delivery_id) in claimed]
     sending = asyncio.create_task(_send_with_retries(backend, messages, clock, retry_delay, sleep))
-    return await _settle(store, sending, claimed, clock)
+    return await _settle(store, sending, claimed, clock, retry_delay, sleep)
 
 
 def _next_batch(
@@ -191,6 +193,8 @@ async def _settle(
     sending: asyncio.Task[list[SendResult]],
     claimed: set[int],
     clock: Callable[[], datetime],
+    retry_delay: float,
+    sleep: Callable[[float], Awaitable[None]],
 ) -> list[SendResult]:
     """Wait for the batch in flight and record its results."""
     try:
@@ -199,8 +203,40 @@ async def _settle(
         # The backend refused before taking any message (e.g. a wrong SMTP password).
         store.release(sorted(claimed), now=clock())
         raise
-    store.record_results(results, now=clock())
+    await _record(store, results, clock, retry_delay, sleep)
     return results
+
+
+async def _record(
+    store: Store,
+    results: list[SendResult],
+    clock: Callable[[], datetime],
+    retry_delay: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> None:
+    """Record what the backend answered. Its messages are out, and rows left `sending` are
+    held as unknown, so a database that is locked or briefly gone (a restart, a failover) is
+    waited for; if it stays away, the error says the batch went out unrecorded."""
+    if not results:
+        return
+    for attempt in range(RECORD_RETRIES + 1):
+        try:
+            store.record_results(results, now=clock())
+            return
+        except DatabaseError as error:
+            rows = sorted(int(result.delivery_id) for result in results)
+            if attempt == RECORD_RETRIES:
+                # They stay `sending` in the outbox: that is where to find them.
+                log.error(
+                    "results not recorded rows=%d-%d (%d): %s", rows[0], rows[-1], len(rows), error
+                )
+                raise DatabaseError(
+                    error.database,
+                    f"{error.reason}; the outcome of the {len(rows)} messages just handed to the "
+                    "mail backend is not recorded: they are held as unknown",
+                ) from error
+            log.warning("recording results again rows=%d-%d: %s", rows[0], rows[-1], error)
+            await sleep(retry_delay * 2**attempt)
 
 
 def _failures_in_a_row(before: int, results: Sequence[SendResult]) -> int:

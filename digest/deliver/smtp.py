@@ -212,6 +212,9 @@ class SmtpBackend:
         except (aiosmtplib.SMTPNotSupported, ValueError) as error:
             # Refused before anything was sent (an address this server cannot take).
             return SendResult(message.delivery_id, "failed", error=_first_line(error))
+        except _LostBeforeData as error:
+            client.close()
+            return SendResult(message.delivery_id, "queued", error=_first_line(error.__cause__))
         except (aiosmtplib.SMTPException, OSError) as error:
             # The connection broke mid-message: the server may or may not have taken it.
             client.close()  # after a timeout the replies would no longer match the commands
@@ -224,16 +227,22 @@ class SmtpBackend:
         """MAIL, RCPT, DATA for bytes that are CRLF throughout; returns the server's answer.
 
         aiosmtplib's own DATA rewrites every line ending with a regular expression, which
-        costs more than building the message; these bytes need only dot-stuffing.
+        costs more than building the message; these bytes need only dot-stuffing. A line lost
+        before the message went out raises _LostBeforeData: the server cannot have it.
         """
-        await client.mail(sender)
         try:
-            await client.rcpt(recipient)
+            await client.mail(sender)
+            try:
+                await client.rcpt(recipient)
+            except aiosmtplib.SMTPResponseException:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await client.rset()  # end the transaction, as sendmail does
+                raise
+            start = await client.execute_command(b"DATA")
         except aiosmtplib.SMTPResponseException:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.rset()  # end the transaction, as sendmail does
             raise
-        start = await client.execute_command(b"DATA")
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise _LostBeforeData from error
         if start.code != 354:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
         protocol = client.protocol
@@ -246,6 +255,10 @@ class SmtpBackend:
         if response.code != 250:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         return response.message
+
+
+class _LostBeforeData(Exception):
+    """The line broke (or timed out) before any of the message was sent: safe to send again."""
 
 
 @functools.lru_cache(maxsize=64)
