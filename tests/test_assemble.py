@@ -22,6 +22,8 @@ from digest.assemble import (
 from digest.models import Article, Issue, Section
 from digest.topics import OTHER_NEWS
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -15,6 +15,8 @@ from sklearn.metrics import adjusted_rand_score
 from digest.clustering import LABEL_SEPARATOR, MAX_SECTIONS, cluster_articles
 from digest.models import Article, Section
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 BBC = CORPUS / "topics_bbc_news" / "bbc_news.jsonl.gz"
 AG = CORPUS / "topics_ag_news_test" / "ag_news_test.jsonl.gz"

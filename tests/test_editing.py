@@ -19,6 +19,8 @@ from digest.editing import (
 )
 from digest.models import Article, Issue, Section
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 
 def issue(*layout: tuple[str, str], pinned: tuple[str, ...] = ()) -> Issue:
     """An issue from ("Section", "a b c") pairs."""

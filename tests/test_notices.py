@@ -23,6 +23,8 @@ from subscribers.tokens import (
 )
 from tests.conftest import SmtpServer
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 NOW = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 SECRET = "notice-test-secret"
 CONFIG = """version = 1

@@ -24,6 +24,8 @@ from digest.topics import (
     matches_topic,
 )
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 BBC = CORPUS / "topics_bbc_news" / "bbc_news.jsonl.gz"
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

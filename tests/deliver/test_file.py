@@ -14,6 +14,8 @@ from digest.deliver.file import FileBackend
 from digest.errors import ConfigError
 from tests.deliver.test_message import outgoing
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 
 

@@ -28,6 +28,8 @@ from digest.errors import DeliveryError
 from digest.models import OutgoingMessage, SharedBody
 from digest.render.markers import escape_html, keep_text, marker, split_markers
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 DATE = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 SENDER = "Weekly News <digest@news.example.org>"
 # Long enough that folding at 78 columns would have to break (and so encode) it.

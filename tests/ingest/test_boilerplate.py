@@ -19,6 +19,8 @@ from digest.ingest.feeds import parse_feed
 from digest.ingest.normalize import html_to_text, shorten
 from digest.models import Article
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 APPEAL = (
     "<p>Our reporting is free for everyone. If you value it, please support our newsrooms "
     "with a small monthly donation.</p>"

@@ -17,6 +17,8 @@ from digest.ingest.dedupe import _minhash, _shingles, dedupe
 from digest.ingest.feeds import parse_feed
 from digest.models import Article, article_id
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 STORY = (
     "NATO Secretary General Mark Rutte has reaffirmed the alliance's unwavering support for "
     "Ukraine during his first visit to the alliance's Ukraine mission headquarters in Wiesbaden, "

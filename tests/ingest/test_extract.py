@@ -21,6 +21,8 @@ from digest.ingest.extract import (
 )
 from digest.models import Article, FeedInfo
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 ARTICLE_KEYS = {
     "id", "title", "url", "canonical_url", "published", "author", "language", "text", "html",
     "image", "source", "summary", "categories", "guid",

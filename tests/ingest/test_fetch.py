@@ -28,6 +28,8 @@ from digest.ingest.fetch import (
     read_folder,
 )
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>'
 ETAG = '"feed-v1"'
 LAST_MODIFIED = "Tue, 15 Oct 2024 12:00:00 GMT"

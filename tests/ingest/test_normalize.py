@@ -12,6 +12,8 @@ from digest.ingest.normalize import (
     shorten,
 )
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 
 def test_canonical_url_drops_tracking_params_fragment_and_default_port() -> None:
     url = (

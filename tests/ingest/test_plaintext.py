@@ -11,6 +11,8 @@ from digest.errors import ExtractError
 from digest.ingest.plaintext import parse_date_line, parse_markdown, parse_plain_text
 from digest.models import article_id
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 SEED = "000_545cff0c2edb726a.txt"
 
 

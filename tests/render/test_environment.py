@@ -10,6 +10,8 @@ from digest.render import RenderContext, bundled_templates_dir, render_issue, te
 from digest.render.environment import is_html_template
 from tests.render.sample_issue import sample_issue
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 
 def test_bundled_templates_hold_the_default_digest():
     folder = bundled_templates_dir()

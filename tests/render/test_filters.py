@@ -20,6 +20,8 @@ from digest.render.filters import (
     wrap,
 )
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 
 def test_format_day_uses_locale_and_moves_aware_times_to_the_zone():
     late = datetime(2025, 3, 2, 23, 30, tzinfo=UTC)

@@ -31,6 +31,8 @@ from tests.render.sample_issue import (
     sample_issue,
 )
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 BBC_CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "topics_bbc_news"
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from digest.render.markdown import markdown_html, markdown_text
+
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
 
 INTRO = """# A busy week
 

@@ -24,6 +24,8 @@ from digest.render.markers import (
 )
 from tests.render.sample_issue import sample_issue
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 GREETING_MJML = """<mjml><mj-body><mj-section><mj-column>
 <mj-text>Hi {{ personal("name", "there & friends") }},</mj-text>
 <mj-text><a href="{{ unsubscribe_url }}">Unsubscribe {{ email }}</a></mj-text>

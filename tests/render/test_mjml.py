@@ -10,6 +10,8 @@ import pytest
 from digest.errors import RenderError
 from digest.render.mjml import compile_mjml
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 
 def test_compiles_mjml_to_html_with_the_preview_text():
     source = (

@@ -10,6 +10,8 @@ from digest.errors import RenderError
 from digest.render import RenderContext, personalise, template_environment
 from digest.render.notice import NOTICES, render_notice
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 CONTEXT = RenderContext(
     publication="Demo Digest",
     base_url="https://digest.example.org",

@@ -1,8 +1,12 @@
 """tidy_text: the plain-text part's whitespace rules."""
 
+import pytest
+
 from digest.render import render_issue
 from digest.render.text import tidy_text
 from tests.render.sample_issue import sample_issue
+
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
 
 
 def test_tidy_text_trims_lines_and_collapses_blank_runs():

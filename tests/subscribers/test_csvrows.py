@@ -9,6 +9,8 @@ import pytest
 from subscribers import service
 from subscribers.csvrows import normalise_address
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 TRICKY = [
     "Ann@Example.ORG",
     "a.b+c_d-e@mail.example.co.uk",

@@ -22,6 +22,8 @@ from subscribers.tokens import (
     read_unsubscribe_token,
 )
 
+pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
+
 SECRET = "test-secret-key"
 # SendGrid's SMTP relay RFC 2047-encodes List-Unsubscribe values longer than this.
 HEADER_LIMIT = 77
