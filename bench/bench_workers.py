@@ -1,16 +1,17 @@
 """A send fanned out to `digest worker` processes: 1 and 2 workers, PostgreSQL, Redis.
 
-`python bench/bench_workers.py [--recipients 1000000] [--workers 1 2]`
+`python bench/bench_workers.py [--recipients 1000000] [--workers 0 1 2]`
 
 A `digest demo` folder supplies settings; a throwaway PostgreSQL database
 (`digest_bench_<random>` on 127.0.0.1:5432) holds a 30-article issue with its outbox rows
 written by Store.queue_recipients (five topic choices, so five variants), as
 bench/bench_sendgrid.py does. For each worker count, the rows are set back to queued, that
 many `digest worker --concurrency 1` processes start, and `digest send ISSUE --workers` runs
-in its own process; the fake SendGrid (tests/fake_sendgrid.py) runs in another, fresh each
-time, and its counts check that every reader got exactly one message. Reported: the send's
-wall time, the peak RSS of the sender and of every worker process (each worker's main
-process and its pool process), and the speed-up of N workers over one.
+in its own process (0 workers: the reference, `digest send ISSUE --here` in one process);
+the fake SendGrid (tests/fake_sendgrid.py) runs in another, fresh each time, and its counts
+check that every reader got exactly one message. Reported: the send's wall time, the peak
+RSS of the sender and of every worker process (each worker's main process and its pool
+process), and the speed-up of N workers over one.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def fake_stats(port: int) -> dict:
         return json.loads(answer.read())
 
 
-def run_send(env: dict[str, str], issue_id: int) -> tuple[dict, float]:
-    """`digest send --workers` in a child that reports its own peak RSS; (report, MB)."""
+def run_send(env: dict[str, str], issue_id: int, how: str = "--workers") -> tuple[dict, float]:
+    """`digest send --workers` (or `--here`) in a child that reports its own peak RSS;
+    (report, MB)."""
     code = (
         "import resource, sys; from digest.cli import app\n"
         "try:\n    app(sys.argv[1:], standalone_mode=False)\n"
@@ -106,7 +108,7 @@ def run_send(env: dict[str, str], issue_id: int) -> tuple[dict, float]:
         "    print(f'PEAK_RSS_KB={kb}', file=sys.stderr)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, "send", str(issue_id), "--workers", "--json"],
+        [sys.executable, "-c", code, "send", str(issue_id), how, "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -141,7 +143,7 @@ def measure(folder: Path, database_url: str, issue_id: int, workers: int, work: 
     processes = [start_worker(env, work / f"worker-{n}.log") for n in range(workers)]
     try:
         started = time.perf_counter()
-        report, sender_mb = run_send(env, issue_id)
+        report, sender_mb = run_send(env, issue_id, "--workers" if workers else "--here")
         seconds = time.perf_counter() - started
         pools = [max(peak_rss_mb(child) for child in pool_of(p.pid)) for p in processes]
         mains = [peak_rss_mb(p.pid) for p in processes]
@@ -165,7 +167,7 @@ def measure(folder: Path, database_url: str, issue_id: int, workers: int, work: 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     options = parser.parse_args()
     server = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
     name = f"digest_bench_{uuid.uuid4().hex[:8]}"
@@ -193,7 +195,8 @@ def main() -> None:
             first = 0.0
             for workers in options.workers:
                 result = measure(folder, database_url, issue_id, workers, work)
-                first = first or result["seconds"]
+                if workers:  # 0 is the reference: one process, no broker
+                    first = first or result["seconds"]
                 stats, report = result["stats"], result["report"]
                 exact = (
                     stats["distinct"] == options.recipients
@@ -206,11 +209,13 @@ def main() -> None:
                         result["worker_main_mb"], result["worker_pool_mb"], strict=True
                     )
                 )
+                speed_up = f"{first / result['seconds']:.2f}x" if workers else "(reference)"
                 print(
-                    f"| {options.recipients:,} | {workers} | {result['seconds']:.1f} s "
+                    f"| {options.recipients:,} | {workers or 'none (--here)'} "
+                    f"| {result['seconds']:.1f} s "
                     f"| {options.recipients / result['seconds']:,.0f}/s "
-                    f"| {first / result['seconds']:.2f}x | {result['sender_mb']:.0f} MB "
-                    f"| {rss} | {stats['requests']} | {'yes' if exact else 'NO'} |",
+                    f"| {speed_up} | {result['sender_mb']:.0f} MB "
+                    f"| {rss or '-'} | {stats['requests']} | {'yes' if exact else 'NO'} |",
                     flush=True,
                 )
     finally:

@@ -152,7 +152,7 @@ def test_subscribe_confirm_change_topics_and_unsubscribe(running: Running, phone
     page.get_by_label("A daily digest").check()
     page.get_by_role("button", name="Subscribe").click()
 
-    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    sync_api.expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     look(page, "2-check-inbox")
     assert subscription(running) == ("pending", "daily", ("Science", "Culture"))
 
@@ -162,7 +162,7 @@ def test_subscribe_confirm_change_topics_and_unsubscribe(running: Running, phone
     assert subscription(running)[0] == "pending"  # opening the link confirms nothing
     page.get_by_role("button", name="Confirm").click()
 
-    assert page.get_by_role("heading", name="You are subscribed").is_visible()
+    sync_api.expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
     look(page, "4-subscribed")
     assert subscription(running)[0] == "active"
     welcome = next_mail(running.sink, 1)
@@ -185,7 +185,7 @@ def test_subscribe_confirm_change_topics_and_unsubscribe(running: Running, phone
     look(page, "6-unsubscribe")
     page.get_by_role("button", name="Unsubscribe").click()
 
-    assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
+    sync_api.expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     look(page, "7-unsubscribed")
     assert subscription(running)[0] == "unsubscribed"
     assert len(running.sink.received) == 3  # leaving sends nothing

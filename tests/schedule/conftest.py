@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import message_from_bytes
@@ -61,6 +61,15 @@ def write_feed(path: Path, published: datetime, count: int = 3) -> None:
 
 
 MakeProject = Callable[..., Project]
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Store]]:
+    """Stores a test opens; disposed of after it."""
+    stores: list[Store] = []
+    yield stores
+    for store in stores:
+        store.engine.dispose()
 
 
 @pytest.fixture

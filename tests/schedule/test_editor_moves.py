@@ -4,7 +4,6 @@ draft an editor has taken over, however the two interleave (digest.runs, digest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,14 +22,6 @@ from tests.schedule.test_run import (
     setup,
     slot_run,
 )
-
-
-@pytest.fixture
-def opened() -> Iterator[list[Store]]:
-    stores: list[Store] = []
-    yield stores
-    for store in stores:
-        store.engine.dispose()
 
 
 class EditorSavesAfterTheDueRead(Store):

@@ -3,11 +3,8 @@ clock the test moves (digest.runs.run_digest_slot, send_due; digest.review)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
-
-import pytest
 
 from digest.config import Settings
 from digest.deliver.backends import backend_from_url
@@ -18,14 +15,6 @@ from tests.schedule.conftest import READERS, Clock, MakeProject, Project, storie
 
 SLOT = datetime(2026, 11, 23, 7, tzinfo=UTC)  # Monday 08:00 in Berlin
 EDITOR = "ed@example.org"
-
-
-@pytest.fixture
-def opened() -> Iterator[list[Store]]:
-    stores: list[Store] = []
-    yield stores
-    for store in stores:
-        store.engine.dispose()
 
 
 def setup(make_project: MakeProject, url: str, opened: list[Store], **digest: object):

@@ -4,7 +4,6 @@ real `digest worker` process; without a broker it waits, approved, and says why.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,8 @@ from digest.config import Settings
 from digest.pipeline import build_issue
 from digest.store import Store
 from tests.schedule.conftest import READERS, Clock, MakeProject, Project, stories
-from tests.schedule.conftest import make_project as make_project  # the fixture
+from tests.schedule.conftest import make_project as make_project  # fixtures
+from tests.schedule.conftest import opened as opened
 from tests.schedule.test_run import SLOT, each_reader_got, slot_run
 from tests.workers.conftest import start_worker, stop_worker
 
@@ -23,14 +23,6 @@ from tests.workers.conftest import start_worker, stop_worker
 def with_workers(project: Project) -> None:
     config = project.config.read_text(encoding="utf-8")
     project.config.write_text(config.replace("[mail]\n", "[mail]\nworkers = true\n", 1))
-
-
-@pytest.fixture
-def opened() -> Iterator[list[Store]]:
-    stores: list[Store] = []
-    yield stores
-    for store in stores:
-        store.engine.dispose()
 
 
 def workers_project(
