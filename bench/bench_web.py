@@ -134,10 +134,16 @@ def free_port() -> int:
 
 def start_server(config: Path, folder: Path, burst: int) -> Server:
     port = free_port()
-    log = folder / "server.log"
     command = [sys.executable, __file__, "--serve", str(config), "--port", str(port)]
     command += ["--burst", str(burst)]
-    env = {**os.environ, "DIGEST_SECRET_KEY": SECRET}
+    return launch(command, folder, port, SECRET)
+
+
+def launch(command: list[str], folder: Path, port: int, secret: str) -> Server:
+    """Run the server `command` (listening on `port`, logging to folder/server.log) and
+    return once it answers /healthz."""
+    log = folder / "server.log"
+    env = {**os.environ, "DIGEST_SECRET_KEY": secret}
     with log.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=handle, env=env, cwd=folder)
     server = Server(process, f"http://127.0.0.1:{port}", log)

@@ -65,6 +65,7 @@ from bench.bench_web import (  # noqa: E402
     check_unsubscribed,
     consent_counts,
     free_port,
+    launch,
     process_cpu,
 )
 from digest.models import Article, Issue, Section, article_id  # noqa: E402
@@ -180,24 +181,8 @@ def statuses(engine: sa.Engine) -> Counter[str]:
 def start_server(config: Path, folder: Path) -> Server:
     """`digest serve --no-scheduler` on a free loopback port, as an operator starts it."""
     port = free_port()
-    log = folder / "server.log"
     command = digest_command(config, "serve", "--no-scheduler", "--port", str(port))
-    env = {**os.environ, "DIGEST_SECRET_KEY": SECRET}
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=handle, env=env, cwd=folder)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited at start:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise SystemExit(f"server did not answer /healthz within 60 s; log: {log}")
+    return launch(command, folder, port, SECRET)
 
 
 # --- wrk -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ so the archive and `/issues/N` agree on what is public.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -123,6 +124,9 @@ def issue_headline(issue: PublishedIssue, digest: ArchiveDigest) -> str:
     return clean_text(f"{issue.title} — {day}")
 
 
+# Entries are pure functions of their (frozen) issue and digest, and formatting the dates
+# and cleaning the text was two thirds of a page's CPU: a busy archive formats each once.
+@functools.lru_cache(maxsize=4096)
 def archive_entry(issue: PublishedIssue, digest: ArchiveDigest) -> ArchiveEntry:
     local = issue.created.astimezone(ZoneInfo(digest.timezone))
     return ArchiveEntry(
