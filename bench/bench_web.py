@@ -410,12 +410,12 @@ end
 WRK_DONE = """
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
     e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50),
-    latency:percentile(99)))
+    latency:percentile(95), latency:percentile(99)))
 end
 """
-WRK_RESULT = re.compile(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)")
+WRK_RESULT = re.compile(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)")
 
 
 def run_wrk(
@@ -432,10 +432,10 @@ def run_wrk(
     found = WRK_RESULT.search(finished.stdout)
     if finished.returncode != 0 or found is None:
         raise SystemExit(f"wrk failed: {finished.stderr or finished.stdout}")
-    requests, micros, socket_errors, status_errors, p50, p99 = map(int, found.groups())
+    requests, micros, socket_errors, status_errors, p50, p95, p99 = map(int, found.groups())
     phase = Phase(name, "wrk", requests, micros / 1e6)
     phase.server_cpu = server.cpu_seconds() - server_cpu
-    phase.quantiles = {50: p50 / 1e6, 99: p99 / 1e6}
+    phase.quantiles = {50: p50 / 1e6, 95: p95 / 1e6, 99: p99 / 1e6}
     if socket_errors:
         phase.errors["socket errors"] = socket_errors
     if status_errors:

@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import csv
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -67,6 +66,7 @@ from bench.bench_web import (  # noqa: E402
     free_port,
     launch,
     process_cpu,
+    run_wrk,
 )
 from digest.models import Article, Issue, Section, article_id  # noqa: E402
 from digest.store import Store  # noqa: E402
@@ -183,46 +183,6 @@ def start_server(config: Path, folder: Path) -> Server:
     port = free_port()
     command = digest_command(config, "serve", "--no-scheduler", "--port", str(port))
     return launch(command, folder, port, SECRET)
-
-
-# --- wrk -------------------------------------------------------------------------------------
-
-# wrk's own summary in one line (latencies in microseconds): requests, duration, socket
-# errors, non-2xx/3xx answers, p50, p95, p99.
-WRK_DONE = """
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
-    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50),
-    latency:percentile(95), latency:percentile(99)))
-end
-"""
-WRK_RESULT = re.compile(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)")
-
-
-def run_wrk(
-    name: str, server: Server, path: str, script: str, concurrency: int, seconds: int
-) -> Phase:
-    """wrk, one thread, `concurrency` connections, for `seconds`."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script + WRK_DONE)
-    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "60s"]
-    command += ["-s", handle.name, f"{server.base_url}{path}"]
-    server_cpu = server.cpu_seconds()
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
-    os.unlink(handle.name)
-    found = WRK_RESULT.search(finished.stdout)
-    if finished.returncode != 0 or found is None:
-        raise SystemExit(f"wrk failed: {finished.stderr or finished.stdout}")
-    requests, micros, socket_errors, status_errors, p50, p95, p99 = map(int, found.groups())
-    phase = Phase(name, "wrk", requests, micros / 1e6)
-    phase.server_cpu = server.cpu_seconds() - server_cpu
-    phase.quantiles = {50: p50 / 1e6, 95: p95 / 1e6, 99: p99 / 1e6}
-    if socket_errors:
-        phase.errors["socket errors"] = socket_errors
-    if status_errors:
-        phase.errors["HTTP not 2xx/3xx"] = status_errors
-    return phase
 
 
 # --- httpx clients ---------------------------------------------------------------------------
