@@ -633,7 +633,12 @@ def main() -> None:
             f"racing {phase.name}: {RACED} x {RACED_POSTS} at once, {phase.requests} answered, "
             f"errors {sum(phase.errors.values())}"
         )
-    # At uvicorn's "warning" level, as `digest serve` runs it, a healthy server writes nothing.
+    report_checks(problems, server_log)
+
+
+def report_checks(problems: list[str], server_log: str) -> None:
+    """Print the checks' verdict; exit 1 if any failed or the server logged anything (at
+    uvicorn's "warning" level, as `digest serve` runs it, a healthy server writes nothing)."""
     if server_log.strip():
         problems.append("the server wrote to its log:\n" + server_log[-4000:])
     print("\nchecks: " + ("all passed" if not problems else "FAILED"))

@@ -66,6 +66,7 @@ from bench.bench_web import (  # noqa: E402
     free_port,
     launch,
     process_cpu,
+    report_checks,
     run_wrk,
 )
 from digest.models import Article, Issue, Section, article_id  # noqa: E402
@@ -510,14 +511,7 @@ def main() -> None:
         f"the last confirmation email was written {settled:.1f} s after the last answer. "
         f"The bench's own (Python) CPU: {client_cpu:.1f} s."
     )
-    # At uvicorn's "warning" level, as `digest serve` runs it, a healthy server writes nothing.
-    if server_log.strip():
-        problems.append("the server wrote to its log:\n" + server_log[-4000:])
-    print("\nchecks: " + ("all passed" if not problems else "FAILED"))
-    for problem in problems:
-        print(f"- {problem}")
-    if problems:
-        raise SystemExit(1)
+    report_checks(problems, server_log)
 
 
 if __name__ == "__main__":
