@@ -1,36 +1,40 @@
 """The database: opening it (migrations applied), and the digest's queries.
 
-Rows become frozen dataclasses here; SQLAlchemy objects never leave this module.
+Rows become frozen dataclasses here; SQLAlchemy objects never leave this package. The outbox
+and the provider's events are in digest.store.outbox; what the parts share, digest.store.base.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from digest.errors import ConfigError, DatabaseError, DigestError
-from digest.models import Article, Issue, Section, SendResult
+from digest.models import Article, Issue, Section
 from digest.slots import ApprovedIssue
 from digest.sqlite_writes import take_turns_writing
+from digest.store.base import LOOKUP_CHUNK as LOOKUP_CHUNK
+from digest.store.base import chunks, dialect_insert
+from digest.store.outbox import SHOWN_EVENTS as SHOWN_EVENTS
+from digest.store.outbox import OutboxRow as OutboxRow
+from digest.store.outbox import OutboxStore
+from digest.store.outbox import ProviderEvent as ProviderEvent
+from digest.store.outbox import QueuedRecipient as QueuedRecipient
 from digest.tables import (
     articles,
     editor_sessions,
     issue_items,
     issues,
     outbox,
-    provider_events,
     source_paragraphs,
     sources,
 )
@@ -47,12 +51,9 @@ class IssueChanged(IssueNotEditable):
 
 
 SQLITE_BUSY_SECONDS = 10  # how long a SQLite writer waits for another to finish
-LOOKUP_CHUNK = 500  # values per IN (...) list; well under every backend's parameter limit
 PARAGRAPH_MEMORY = timedelta(days=180)
 SENT_STATUSES = ("sending", "sent")  # an issue in these states has reached (some) readers
 EDITABLE_STATUSES = ("draft", "approved")  # nobody has been sent these yet
-# Provider events `digest status` always shows, even at zero; others appear once they occur.
-SHOWN_EVENTS = ("delivered", "open", "click", "deferred", "bounce", "dropped", "spamreport")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,40 +83,6 @@ class IssueSummary:
     send_after: datetime | None
     item_count: int
     outbox: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    issue_id: int
-    subscriber_id: int
-    email: str
-    topics: tuple[str, ...]
-    state: str
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedRecipient:
-    subscriber_id: int
-    email: str
-    topics: tuple[str, ...]
-    message_id: str = ""  # the Message-ID every attempt at this copy carries
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderEvent:
-    """One event the mail provider reported about a message; `sg_event_id` is its unique key."""
-
-    sg_event_id: str
-    event: str
-    issue_id: int | None
-    subscriber_id: int | None
-    email: str
-    at: datetime
-    raw: str
-    delivery_id: int | None = None  # the outbox row, from our custom_args
-    reason: str = ""  # why SendGrid dropped or bounced it, in its words
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +170,8 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-class Store:
+class Store(OutboxStore):
     """Queries over one database. Pass it in; never reach for a global one."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -219,11 +183,6 @@ class Store:
         except DatabaseError as error:
             raise ConfigError(f"database {engine.url!r}: {error.reason}") from error
         return cls(engine)
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
-            yield connection
 
     # --- sources -------------------------------------------------------------------------
 
@@ -276,7 +235,7 @@ class Store:
     @staticmethod
     def _upsert_source(connection: Connection, name: str, values: dict[str, Any]) -> None:
         # One statement: two schedulers fetching a new source at once would both insert it.
-        insert = _dialect_insert(connection)(sources).values(name=name, **values)
+        insert = dialect_insert(connection)(sources).values(name=name, **values)
         connection.execute(insert.on_conflict_do_update(index_elements=["name"], set_=values))
 
     def source_health(self) -> list[SourceHealth]:
@@ -307,13 +266,13 @@ class Store:
         keys = sorted({_article_key(article) for article in candidates})
         known: set[str] = set()
         with self.engine.connect() as connection:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 known.update(
                     connection.execute(
                         sa.select(articles.c.id).where(articles.c.id.in_(chunk))
                     ).scalars()
                 )
-            for chunk in _chunks(keys):
+            for chunk in chunks(keys):
                 known.update(
                     connection.execute(
                         sa.select(articles.c.canonical_url).where(
@@ -336,7 +295,7 @@ class Store:
         if rows:
             with self.transaction() as connection:
                 # Two schedulers may fetch the same feed at once: the article stored first wins.
-                insert = _dialect_insert(connection)(articles).on_conflict_do_nothing()
+                insert = dialect_insert(connection)(articles).on_conflict_do_nothing()
                 connection.execute(insert, rows)
         return len(rows)
 
@@ -365,7 +324,7 @@ class Store:
         ]
         recurring: set[str] = set()
         with self.transaction() as connection:
-            insert = _dialect_insert(connection)(source_paragraphs)
+            insert = dialect_insert(connection)(source_paragraphs)
             connection.execute(
                 insert.on_conflict_do_update(
                     index_elements=["source", "fingerprint"],
@@ -376,7 +335,7 @@ class Store:
                 ),
                 rows,
             )
-            for chunk in _chunks(sorted(sightings)):
+            for chunk in chunks(sorted(sightings)):
                 recurring.update(
                     connection.execute(
                         sa.select(source_paragraphs.c.fingerprint).where(
@@ -462,7 +421,7 @@ class Store:
         """Those of `article_ids` that an issue of `digest` has already carried out."""
         found: set[str] = set()
         with self.engine.connect() as connection:
-            for chunk in _chunks(sorted(set(article_ids))):
+            for chunk in chunks(sorted(set(article_ids))):
                 found.update(
                     connection.execute(
                         sa.select(issue_items.c.article_id)
@@ -741,266 +700,6 @@ class Store:
             ).scalar_one()
         return _issue_summary(row, items, self.outbox_counts(issue_id))
 
-    # --- outbox --------------------------------------------------------------------------
-
-    def queue_recipients(
-        self, issue_id: int, recipients: Sequence[QueuedRecipient], *, now: datetime
-    ) -> int:
-        """One outbox row per (issue, subscriber), written before anything is sent.
-
-        Recipients that already have a row (a resumed send) are left as they are.
-        """
-        with self.transaction() as connection:
-            present = set(
-                connection.execute(
-                    sa.select(outbox.c.subscriber_id).where(outbox.c.issue_id == issue_id)
-                ).scalars()
-            )
-            rows = [
-                {
-                    "issue_id": issue_id,
-                    "subscriber_id": r.subscriber_id,
-                    "email": r.email,
-                    "topics": list(r.topics),
-                    "state": "queued",
-                    "message_id": r.message_id,
-                    "updated": now,
-                }
-                # Readers with the same topic choice get neighbouring ids, so the batches a
-                # send takes in id order mostly share one body (SendGrid: one request each).
-                for r in sorted(recipients, key=lambda r: r.topics)
-                if r.subscriber_id not in present
-            ]
-            if rows:
-                # Two schedulers sending the same issue may queue the same readers at once:
-                # the unique (issue, subscriber) keeps one row, and the other insert skips it.
-                insert = _dialect_insert(connection)(outbox).on_conflict_do_nothing(
-                    index_elements=["issue_id", "subscriber_id"]
-                )
-                connection.execute(insert, rows)
-        return len(rows)
-
-    def claim_queued(self, issue_id: int, limit: int, *, now: datetime) -> list[OutboxRow]:
-        """Move up to `limit` queued rows to `sending` and return them.
-
-        A row is `sending` before its message leaves; a crash leaves it there, and it is not
-        sent again blindly (the operator settles it, see DESIGN §6).
-        """
-        # One statement claims and reports exactly the rows it moved: a concurrent sender
-        # either waits for our commit and finds them `sending`, or (PostgreSQL) skips the
-        # rows we have locked. A select-then-update would hand both senders the same rows.
-        # The batch is a materialised CTE: as a plain IN (subquery) PostgreSQL may rescan
-        # it per row and claim more than `limit` rows.
-        batch = (
-            sa.select(outbox.c.id)
-            .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
-            .order_by(outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("batch")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        with self.transaction() as connection:
-            rows = connection.execute(
-                sa.update(outbox)
-                .where(outbox.c.id.in_(sa.select(batch.c.id)), outbox.c.state == "queued")
-                .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
-                .returning(
-                    outbox.c.id,
-                    outbox.c.subscriber_id,
-                    outbox.c.email,
-                    sa.cast(outbox.c.topics, sa.Text),  # decoded once per distinct list
-                    outbox.c.attempts,
-                )
-            ).all()
-        return _outbox_rows(issue_id, sorted(rows), state="sending")
-
-    def peek_queued(self, issue_id: int, limit: int, *, after: int = 0) -> list[OutboxRow]:
-        """Up to `limit` queued rows with ids above `after`, in id order, left as they are:
-        a sender builds their messages, then claims them with `claim_rows` as it sends."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(
-                    outbox.c.id,
-                    outbox.c.subscriber_id,
-                    outbox.c.email,
-                    sa.cast(outbox.c.topics, sa.Text),
-                    outbox.c.attempts,
-                )
-                .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
-                .where(outbox.c.id > after)
-                .order_by(outbox.c.id)
-                .limit(limit)
-            ).all()
-        return _outbox_rows(issue_id, rows, state="queued")
-
-    def queued_ids(self, issue_id: int) -> list[int]:
-        """The ids of the issue's queued rows, in order (a fan-out send splits them in batches)."""
-        with self.engine.connect() as connection:
-            return list(
-                connection.execute(
-                    sa.select(outbox.c.id)
-                    .where(outbox.c.issue_id == issue_id, outbox.c.state == "queued")
-                    .order_by(outbox.c.id)
-                ).scalars()
-            )
-
-    def claim_rows(self, row_ids: Sequence[int], *, now: datetime) -> set[int]:
-        """Move those of `row_ids` still queued to `sending`; returns the ids it moved.
-
-        A row another sender claimed (or settled) meanwhile is not among them.
-        """
-        claimed: set[int] = set()
-        with self.transaction() as connection:
-            for chunk in _id_chunks(connection, row_ids):
-                claimed.update(
-                    connection.execute(
-                        sa.update(outbox)
-                        .where(_among(connection, outbox.c.id, chunk), outbox.c.state == "queued")
-                        .values(state="sending", attempts=outbox.c.attempts + 1, updated=now)
-                        .returning(outbox.c.id)
-                    ).scalars()
-                )
-        return claimed
-
-    def record_results(self, results: Sequence[SendResult], *, now: datetime) -> None:
-        """Settle `sending` rows with the backend's answer (delivery_id is the row id).
-
-        Rows with the same outcome (state, provider id, error; e.g. a SendGrid request's
-        readers) settle in one UPDATE; the rest in one executemany. A statement per row cost
-        more than sending did. A row a provider event already settled stays as it is.
-        """
-        outcomes: dict[tuple[str, str, str], list[int]] = {}
-        for result in results:
-            key = (result.state, result.provider_id, result.error)
-            outcomes.setdefault(key, []).append(int(result.delivery_id))
-        singles = [
-            {"row_id": ids[0], "new_state": state, "new_provider_id": provider, "new_error": error}
-            for (state, provider, error), ids in outcomes.items()
-            if len(ids) == 1
-        ]
-        with self.transaction() as connection:
-            for (state, provider, error), ids in outcomes.items():
-                for chunk in _id_chunks(connection, ids) if len(ids) > 1 else ():
-                    connection.execute(
-                        sa.update(outbox)
-                        .where(_among(connection, outbox.c.id, chunk), outbox.c.state == "sending")
-                        .values(state=state, provider_id=provider, last_error=error, updated=now)
-                    )
-            if singles:
-                connection.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.id == sa.bindparam("row_id"), outbox.c.state == "sending")
-                    .values(
-                        state=sa.bindparam("new_state"),
-                        provider_id=sa.bindparam("new_provider_id"),
-                        last_error=sa.bindparam("new_error"),
-                        updated=now,
-                    ),
-                    singles,
-                )
-
-    def release(self, row_ids: Sequence[int], *, now: datetime) -> None:
-        """Give claimed rows back (sending → queued) when nothing was handed to the backend."""
-        with self.transaction() as connection:
-            connection.execute(
-                sa.update(outbox)
-                .where(outbox.c.id.in_(row_ids), outbox.c.state == "sending")
-                .values(state="queued", attempts=outbox.c.attempts - 1, updated=now)
-            )
-
-    def requeue(self, issue_id: int, states: Sequence[str], *, now: datetime) -> int:
-        with self.transaction() as connection:
-            return connection.execute(
-                sa.update(outbox)
-                .where(outbox.c.issue_id == issue_id, outbox.c.state.in_(states))
-                .values(state="queued", updated=now)
-            ).rowcount
-
-    def has_outbox_rows(self, issue_id: int) -> bool:
-        with self.engine.connect() as connection:
-            found = connection.execute(
-                sa.select(outbox.c.id).where(outbox.c.issue_id == issue_id).limit(1)
-            ).first()
-        return found is not None
-
-    def outbox_counts(self, issue_id: int) -> dict[str, int]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(outbox.c.state, sa.func.count())
-                .where(outbox.c.issue_id == issue_id)
-                .group_by(outbox.c.state)
-            ).all()
-        counts = {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "unknown": 0}
-        counts.update({state: count for state, count in rows})
-        return counts
-
-    # --- provider events -----------------------------------------------------------------
-
-    def record_provider_events(
-        self, events: Sequence[ProviderEvent], *, connection: Connection | None = None
-    ) -> list[ProviderEvent]:
-        """Store the events not stored before (by `sg_event_id`); return those that were new.
-
-        Given a `connection`, the caller acts on the new events in the same transaction: a
-        failure then keeps neither, and the provider's retry brings both back.
-        """
-        if connection is None:
-            with self.transaction() as own:
-                return self.record_provider_events(events, connection=own)
-        insert = (
-            _dialect_insert(connection)(provider_events)
-            .on_conflict_do_nothing(index_elements=["sg_event_id"])
-            .returning(provider_events.c.id)
-        )
-        new = []
-        for event in events:
-            # One row per statement: a returned id tells a new event from a repeat on every
-            # backend (row counts do not), and a repeat within the same delivery is caught too.
-            if connection.execute(insert, _provider_event_row(event)).first() is not None:
-                new.append(event)
-        return new
-
-    def settle_taken(
-        self,
-        row_id: int,
-        issue_id: int,
-        subscriber_id: int,
-        *,
-        now: datetime,
-        connection: Connection | None = None,
-    ) -> bool:
-        """The provider took this row's message: `unknown` or `sending` becomes `sent`.
-
-        The row must be the issue's copy for the subscriber; True if it changed.
-        """
-        if connection is None:
-            with self.transaction() as own:
-                return self.settle_taken(row_id, issue_id, subscriber_id, now=now, connection=own)
-        changed = connection.execute(
-            sa.update(outbox)
-            .where(
-                outbox.c.id == row_id,
-                outbox.c.issue_id == issue_id,
-                outbox.c.subscriber_id == subscriber_id,
-                outbox.c.state.in_(("unknown", "sending")),
-            )
-            .values(state="sent", last_error="", updated=now)
-        )
-        return changed.rowcount == 1
-
-    def issue_event_counts(self, issue_id: int) -> dict[str, int]:
-        """How many of each provider event the issue's messages drew, each event counted once."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(provider_events.c.event, sa.func.count())
-                .where(provider_events.c.issue_id == issue_id)
-                .group_by(provider_events.c.event)
-            ).all()
-        counts = dict.fromkeys(SHOWN_EVENTS, 0)
-        counts.update({event: count for event, count in sorted(rows)})
-        return counts
-
     # --- the scheduler (digest/schedule.py, decisions in digest/slots.py) ----------------
 
     def approved_issues(self) -> list[ApprovedIssue]:
@@ -1115,50 +814,6 @@ def _article_key(article: Article) -> str:
     return article.canonical_url or article.url
 
 
-def _outbox_rows(issue_id: int, rows: Sequence[Any], *, state: str) -> list[OutboxRow]:
-    """OutboxRows from (id, subscriber_id, email, topics JSON text, attempts) tuples."""
-    # A send's rows share a few topic lists: each distinct one is decoded once.
-    topic_lists: dict[str, tuple[str, ...]] = {}
-    found = []
-    for row_id, subscriber_id, email, topics_json, attempts in rows:
-        topics = topic_lists.get(topics_json)
-        if topics is None:
-            topics = topic_lists[topics_json] = tuple(json.loads(topics_json or "[]"))
-        found.append(OutboxRow(row_id, issue_id, subscriber_id, email, topics, state, attempts))
-    return found
-
-
-T = TypeVar("T")
-
-
-def _chunks(values: Sequence[T], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _id_chunks(connection: Connection, ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    """Row ids in as few statements as the database takes: all at once on PostgreSQL (one
-    array parameter), else IN lists of LOOKUP_CHUNK."""
-    if connection.dialect.name == "postgresql":
-        return iter((ids,)) if ids else iter(())
-    return _chunks(ids)
-
-
-def _among(connection: Connection, column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:
-    """`column` is one of `ids`. PostgreSQL gets one array (`= ANY`): binding a thousand
-    separate values cost it more than the UPDATE did."""
-    if connection.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Integer)))
-    return column.in_(ids)
-
-
-def _dialect_insert(connection: Connection) -> Any:
-    """INSERT … ON CONFLICT, spelled by the dialect in use (both speak it)."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
-
-
 def _article_row(article: Article, now: datetime) -> dict[str, Any]:
     return {
         "id": article.id,
@@ -1178,18 +833,6 @@ def _article_row(article: Article, now: datetime) -> dict[str, Any]:
         "origin": article.origin,
         "published": article.published,
         "fetched": now,
-    }
-
-
-def _provider_event_row(event: ProviderEvent) -> dict[str, Any]:
-    return {
-        "sg_event_id": event.sg_event_id,
-        "event": event.event,
-        "issue_id": event.issue_id,
-        "subscriber_id": event.subscriber_id,
-        "email": event.email,
-        "at": event.at,
-        "raw": event.raw,
     }
 
 
