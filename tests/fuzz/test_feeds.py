@@ -29,7 +29,6 @@ from tests.fuzz.hostile import (
 )
 
 SOURCE = "Hostile Wire"
-# No database here: the PostgreSQL pass (-m "not slow") need not run these again.
 pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
 
 FEED_URL = "https://feeds.example.org/news.xml"

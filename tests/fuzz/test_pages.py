@@ -35,7 +35,6 @@ from tests.fuzz.hostile import (
     require,
 )
 
-# No database here: the PostgreSQL pass (-m "not slow") need not run these again.
 pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
 
 SOURCE = "Hostile Pages"

@@ -6,6 +6,7 @@ file; a date line is read only when it names a real moment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 
@@ -18,7 +19,6 @@ from digest.ingest.plaintext import parse_date_line, parse_markdown, parse_plain
 from digest.models import Article
 from tests.fuzz.hostile import FUZZ, assert_one_line, assert_safe_html
 
-# No database here: the PostgreSQL pass (-m "not slow") need not run these again.
 pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
 
 URL = "https://news.example.org/notes.txt"
@@ -67,22 +67,15 @@ def check_article(article: Article) -> None:
     assert article.published is None or article.published.tzinfo is UTC
 
 
+@pytest.mark.parametrize("parse", [parse_plain_text, parse_markdown], ids=["text", "markdown"])
 @settings(FUZZ, max_examples=100)
 @given(text=text_documents | st.text(max_size=400))
-def test_any_text_gives_an_article_or_one_clear_error(text: str) -> None:
+def test_any_text_gives_a_safe_article_or_one_clear_error(
+    parse: Callable[..., Article], text: str
+) -> None:
+    """Plain text and Markdown alike: an article fit to show, or one line naming the file."""
     try:
-        article = parse_plain_text(text, url=URL, source=SOURCE)
-    except ExtractError as error:
-        assert_one_line(str(error), naming=URL)
-        return
-    check_article(article)
-
-
-@settings(FUZZ, max_examples=100)
-@given(text=text_documents | st.text(max_size=400))
-def test_any_markdown_gives_a_safe_article_or_one_clear_error(text: str) -> None:
-    try:
-        article = parse_markdown(text, url=URL, source=SOURCE)
+        article = parse(text, url=URL, source=SOURCE)
     except ExtractError as error:
         assert_one_line(str(error), naming=URL)
         return

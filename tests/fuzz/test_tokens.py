@@ -24,7 +24,6 @@ from subscribers.tokens import (
 )
 from tests.fuzz.hostile import FUZZ, assert_one_line
 
-# No database here: the PostgreSQL pass (-m "not slow") need not run these again.
 pytestmark = pytest.mark.nodb  # the PostgreSQL pass skips it
 
 SECRET = "fuzz-secret"
